@@ -1,0 +1,242 @@
+"""Result files in the artifact's schema (``h1_final_runner.v1``): model, load, write, naming.
+
+One loader serves every source (the paper's artifact, our runner on the mini pair or on
+Pythia). Unknown extra fields are kept; a missing required field is an error naming the file
+and the field. Our runner adds provenance fields; it never renames one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.conditions import CONDITIONS, alpha_tag
+from harness.errors import HarnessError
+from harness.io import atomic_write_json
+
+__all__ = [
+    "REQUIRED_DIAGNOSTICS",
+    "REQUIRED_SAMPLE_FIELDS",
+    "REQUIRED_TOP_LEVEL",
+    "SCHEMA_VERSION",
+    "ResultFile",
+    "ResultKey",
+    "ResultSet",
+    "check_result_dict",
+    "load_result_file",
+    "result_filename",
+    "write_result_file",
+]
+
+SCHEMA_VERSION = "h1_final_runner.v1"
+REQUIRED_TOP_LEVEL = (
+    "schema_version",
+    "condition",
+    "direction",
+    "seed",
+    "deterministic",
+    "config",
+    "models",
+    "injection",
+    "per_sample",
+    "metrics",
+    "diagnostics",
+)
+REQUIRED_CONFIG = ("clean_eval_hash", "n_samples", "generation", "layer_rel", "max_length")
+REQUIRED_SAMPLE_FIELDS = ("sample_id", "gold", "prediction")
+REQUIRED_DIAGNOSTICS = (
+    "seq_len_mismatch_count",
+    "token_mismatch_count",
+    "shuffle_self_fallback_count",
+)
+
+ResultKey = tuple[str, str, int | None]
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """One run: one condition, direction and seed over the eval set."""
+
+    path: str
+    condition: str
+    direction: str
+    seed: int | None
+    deterministic: bool
+    config: dict[str, Any]
+    models: dict[str, Any]
+    injection: dict[str, Any]
+    per_sample: tuple[dict[str, Any], ...]
+    metrics: dict[str, Any]
+    diagnostics: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def key(self) -> ResultKey:
+        return (self.condition, self.direction, self.seed)
+
+    @property
+    def n(self) -> int:
+        return len(self.per_sample)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def label(self) -> str:
+        seed = "deterministic" if self.seed is None else f"seed{self.seed}"
+        return f"{self.condition}/{self.direction}/{seed}"
+
+    def predictions(self) -> dict[str, tuple[str, str]]:
+        """sample_id -> (prediction, gold)."""
+        return {r["sample_id"]: (r["prediction"], r["gold"]) for r in self.per_sample}
+
+
+def check_result_dict(data: Any, where: str) -> None:
+    """Raise :class:`HarnessError` naming ``where`` and the first missing or ill-typed field."""
+    if not isinstance(data, dict):
+        raise HarnessError(f"{where}: a result file must hold a JSON object")
+    for key in REQUIRED_TOP_LEVEL:
+        if key not in data:
+            raise HarnessError(
+                f"{where}: missing required field {key!r}",
+                f"regenerate the file; schema {SCHEMA_VERSION} needs {', '.join(REQUIRED_TOP_LEVEL)}",
+            )
+    for key in ("config", "models", "injection", "metrics", "diagnostics"):
+        if not isinstance(data[key], dict):
+            raise HarnessError(f"{where}: field {key!r} must be an object")
+    for key in REQUIRED_CONFIG:
+        if key not in data["config"]:
+            raise HarnessError(f"{where}: missing required field 'config.{key}'")
+    for key in REQUIRED_DIAGNOSTICS:
+        if key not in data["diagnostics"]:
+            raise HarnessError(f"{where}: missing required field 'diagnostics.{key}'")
+    if not isinstance(data["per_sample"], list):
+        raise HarnessError(f"{where}: field 'per_sample' must be a list")
+    for i, row in enumerate(data["per_sample"]):
+        if not isinstance(row, dict):
+            raise HarnessError(f"{where}: per_sample[{i}] must be an object")
+        for key in REQUIRED_SAMPLE_FIELDS:
+            if not isinstance(row.get(key), str):
+                raise HarnessError(
+                    f"{where}: per_sample[{i}] missing or non-string field {key!r}",
+                    "regenerate the file",
+                )
+    seed = data["seed"]
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise HarnessError(f"{where}: field 'seed' must be an integer or null, got {seed!r}")
+    for key in ("condition", "direction"):
+        if not isinstance(data[key], str):
+            raise HarnessError(f"{where}: field {key!r} must be a string")
+
+
+def _from_dict(data: dict[str, Any], path: str) -> ResultFile:
+    check_result_dict(data, path)
+    return ResultFile(
+        path=path,
+        condition=data["condition"],
+        direction=data["direction"],
+        seed=data["seed"],
+        deterministic=bool(data["deterministic"]),
+        config=data["config"],
+        models=data["models"],
+        injection=data["injection"],
+        per_sample=tuple(data["per_sample"]),
+        metrics=data["metrics"],
+        diagnostics=data["diagnostics"],
+        raw=data,
+    )
+
+
+def load_result_file(path: str | os.PathLike[str]) -> ResultFile:
+    """Load and schema-check one result file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HarnessError(f"result file not found: {p}") from None
+    except UnicodeDecodeError:
+        raise HarnessError(f"{p}: not UTF-8 text", "the file is corrupt; regenerate it") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HarnessError(
+            f"{p}: truncated or corrupt JSON ({exc.msg} at line {exc.lineno})",
+            "delete the file and re-run; the runner resumes and rewrites it",
+        ) from None
+    return _from_dict(data, str(p))
+
+
+def result_filename(
+    condition: str, direction: str, seed: int | None, alpha: float | None = None
+) -> str:
+    """The artifact's naming: ``h1_{condition}_{direction}_{seed42|deterministic}[_alpha1p0].json``."""
+    parts = ["h1", condition, direction, "deterministic" if seed is None else f"seed{seed}"]
+    if alpha is not None:
+        parts.append(alpha_tag(alpha))
+    return "_".join(parts) + ".json"
+
+
+def write_result_file(directory: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Validate ``data`` against the schema and write it atomically under its canonical name."""
+    check_result_dict(data, "result to write")
+    cond = CONDITIONS.get(data["condition"])
+    alpha = None
+    if cond is not None and cond.alpha is not None:
+        inj = data["injection"]
+        alpha = inj.get("alpha")
+    name = result_filename(data["condition"], data["direction"], data["seed"], alpha)
+    return atomic_write_json(Path(directory) / name, data)
+
+
+class ResultSet:
+    """Result files from one or more directories, indexed by (condition, direction, seed)."""
+
+    def __init__(self, files: Iterable[ResultFile]) -> None:
+        self.files: list[ResultFile] = list(files)
+        self.by_key: dict[ResultKey, ResultFile] = {}
+        self.duplicates: list[tuple[ResultFile, ResultFile]] = []
+        for f in self.files:
+            if f.key in self.by_key:
+                self.duplicates.append((self.by_key[f.key], f))
+            else:
+                self.by_key[f.key] = f
+
+    @classmethod
+    def from_dirs(cls, *dirs: str | os.PathLike[str]) -> ResultSet:
+        """Load every ``*.json`` result file directly inside each directory (sorted by name)."""
+        files = []
+        for d in dirs:
+            p = Path(d)
+            if not p.is_dir():
+                raise HarnessError(
+                    f"result directory not found: {p}", "pass a folder of h1_*.json result files"
+                )
+            files.extend(load_result_file(f) for f in sorted(p.glob("*.json")))
+        return cls(files)
+
+    def __iter__(self) -> Iterator[ResultFile]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def runs(self, condition: str, direction: str = "fwd") -> list[ResultFile]:
+        """The runs of one condition in one direction, deterministic first, then by seed."""
+        runs = [
+            f for k, f in self.by_key.items() if k[0] == condition and k[1] == direction
+        ]
+        return sorted(runs, key=lambda f: -1 if f.seed is None else f.seed)
+
+    def conditions(self, direction: str | None = None) -> list[str]:
+        """Conditions present, in registry order then alphabetical for unknown ones."""
+        present = {k[0] for k in self.by_key if direction is None or k[1] == direction}
+        order = {name: i for i, name in enumerate(CONDITIONS)}
+        return sorted(present, key=lambda c: (order.get(c, len(order)), c))
+
+    def directions(self) -> list[str]:
+        return sorted({k[1] for k in self.by_key})
