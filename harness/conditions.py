@@ -82,7 +82,9 @@ CONDITIONS: dict[str, Condition] = {
     )
 }
 
-PRIMARY_CONDITIONS: tuple[str, ...] = tuple(n for n, c in CONDITIONS.items() if c.group == "primary")
+PRIMARY_CONDITIONS: tuple[str, ...] = tuple(
+    n for n, c in CONDITIONS.items() if c.group == "primary"
+)
 STRICT_CONDITIONS: tuple[str, ...] = tuple(n for n, c in CONDITIONS.items() if c.group == "strict")
 # The paper's main table rows (Section 4.1); the audit slice uses the first six.
 MAIN_TABLE_CONDITIONS: tuple[str, ...] = PRIMARY_CONDITIONS + STRICT_CONDITIONS

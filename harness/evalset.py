@@ -57,35 +57,41 @@ def load_evalset(
             "use the frozen eval file, or update eval.sha256 deliberately in the protocol",
         )
     rows: list[EvalRow] = []
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise HarnessError(
+            f"eval file {p} is not UTF-8 text (byte {exc.start})",
+            "regenerate or re-encode it as UTF-8",
+        ) from None
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HarnessError(
+                f"{p}:{lineno}: not valid JSON ({exc.msg})", "fix or regenerate the eval file"
+            ) from None
+        if not isinstance(obj, dict):
+            raise HarnessError(f"{p}:{lineno}: a row must be a JSON object")
+        for key in REQUIRED_FIELDS:
+            if not isinstance(obj.get(key), str):
                 raise HarnessError(
-                    f"{p}:{lineno}: not valid JSON ({exc.msg})", "fix or regenerate the eval file"
-                ) from None
-            if not isinstance(obj, dict):
-                raise HarnessError(f"{p}:{lineno}: a row must be a JSON object")
-            for key in REQUIRED_FIELDS:
-                if not isinstance(obj.get(key), str):
-                    raise HarnessError(
-                        f"{p}:{lineno}: missing or non-string field {key!r}",
-                        "every row needs context, question and answer strings",
-                    )
-            sid = obj.get(id_field) if id_field else obj.get("clean_eval_id")
-            rows.append(
-                EvalRow(
-                    sample_id=str(sid) if sid is not None else f"row_{len(rows):06d}",
-                    context=obj["context"],
-                    question=obj["question"],
-                    answer=obj["answer"],
-                    hops=obj.get("hops") if isinstance(obj.get("hops"), int) else None,
-                    extra={k: v for k, v in obj.items() if k not in REQUIRED_FIELDS},
+                    f"{p}:{lineno}: missing or non-string field {key!r}",
+                    "every row needs context, question and answer strings",
                 )
+        sid = obj.get(id_field) if id_field else obj.get("clean_eval_id")
+        rows.append(
+            EvalRow(
+                sample_id=str(sid) if sid is not None else f"row_{len(rows):06d}",
+                context=obj["context"],
+                question=obj["question"],
+                answer=obj["answer"],
+                hops=obj.get("hops") if isinstance(obj.get("hops"), int) else None,
+                extra={k: v for k, v in obj.items() if k not in REQUIRED_FIELDS},
             )
+        )
     if not rows:
         raise HarnessError(f"eval file {p} is empty", "point eval.path at a JSONL file with rows")
     ids = [r.sample_id for r in rows]

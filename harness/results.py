@@ -227,9 +227,7 @@ class ResultSet:
 
     def runs(self, condition: str, direction: str = "fwd") -> list[ResultFile]:
         """The runs of one condition in one direction, deterministic first, then by seed."""
-        runs = [
-            f for k, f in self.by_key.items() if k[0] == condition and k[1] == direction
-        ]
+        runs = [f for k, f in self.by_key.items() if k[0] == condition and k[1] == direction]
         return sorted(runs, key=lambda f: -1 if f.seed is None else f.seed)
 
     def conditions(self, direction: str | None = None) -> list[str]:

@@ -1,0 +1,98 @@
+"""Project-wide pytest configuration: options, hypothesis profiles, claim-status recording."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("quick", max_examples=20, deadline=None)
+settings.load_profile(
+    "ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "default")
+)
+
+ROOT = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "activation-transfer claims")
+    group.addoption(
+        "--source",
+        default=os.environ.get("HARNESS_SOURCES", "paper,mini,pythia"),
+        help="comma list of result sources: paper, mini, pythia (default: all; "
+        "unavailable ones are skipped with the reason)",
+    )
+    group.addoption(
+        "--artifact",
+        default=os.environ.get("HARNESS_ARTIFACT"),
+        help="paper artifact folder (default: $HARNESS_ARTIFACT or ../shared/paper-artifact)",
+    )
+    group.addoption(
+        "--device",
+        default=os.environ.get("HARNESS_DEVICE", "cpu"),
+        help="device for runner-backed sources (cpu, cuda, cuda:N)",
+    )
+    group.addoption(
+        "--claims-status",
+        default=str(ROOT / "out" / "claims_status.json"),
+        help="where to record each claim's outcome per source (read by 'python -m harness claims')",
+    )
+
+
+class _StatusRecorder:
+    """Collects claim outcomes on the controlling process and writes them at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.outcomes: dict[str, dict[str, str]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if "claims/" not in report.nodeid.replace("\\", "/") or "[" not in report.nodeid:
+            return
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            func, _, param = report.nodeid.split("::")[-1].partition("[")
+            source = param.rstrip("]")
+            if hasattr(report, "wasxfail"):
+                outcome = "xfail" if report.outcome == "skipped" else "xpass"
+                detail = report.wasxfail
+            else:
+                outcome = report.outcome
+                detail = ""
+                if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+                    detail = str(report.longrepr[2]).removeprefix("Skipped: ")
+                elif report.outcome == "failed":
+                    detail = (
+                        str(report.longreprtext).strip().splitlines()[-1][:300]
+                        if report.longreprtext
+                        else ""
+                    )
+            self.outcomes.setdefault(func, {})[source] = f"{outcome}|{detail}"
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.outcomes:
+            return
+        from harness.io import atomic_write_json
+
+        previous: dict = {}
+        if self.path.is_file():
+            try:
+                previous = json.loads(self.path.read_text()).get("claims", {})
+            except (json.JSONDecodeError, OSError):
+                previous = {}
+        for func, per_source in self.outcomes.items():
+            previous.setdefault(func, {}).update(per_source)
+        atomic_write_json(self.path, {"claims": previous})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the xdist controller or a plain run
+        config.pluginmanager.register(
+            _StatusRecorder(Path(config.getoption("--claims-status"))), "harness-claims-status"
+        )

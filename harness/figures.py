@@ -1,0 +1,182 @@
+"""The paper's figures (2-6) as PNG files, from tables the torch-free half computes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from harness.audit import AuditRow, label_counts
+from harness.conditions import CONDITIONS
+from harness.results import ResultSet
+from harness.tables import ComparisonRow, SummaryRow
+
+__all__ = ["write_figures"]
+
+_NEUTRAL, _BASE, _BAD = "#7a869a", "#2b6cb0", "#c0392b"
+
+
+def _label(cond: str) -> str:
+    c = CONDITIONS.get(cond)
+    return c.label if c else cond
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def fig_accuracy(rows: list[SummaryRow], path: Path, title: str) -> Path:
+    rows = [r for r in rows if r.direction == "fwd"]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    names = [_label(r.condition) for r in rows]
+    means = [r.means["word_boundary_contains"] * 100 for r in rows]
+    errs = [(r.stds["word_boundary_contains"] or 0.0) * 100 for r in rows]
+    colors = [_BASE if r.condition in ("no_inject", "nl_relay") else _NEUTRAL for r in rows]
+    ax.bar(names, means, yerr=errs, color=colors, capsize=3)
+    base = next(
+        (r.means["word_boundary_contains"] * 100 for r in rows if r.condition == "no_inject"), None
+    )
+    if base is not None:
+        ax.axhline(base, color=_BASE, ls="--", lw=1, label=f"no injection ({base:.2f}%)")
+        ax.legend(frameon=False)
+    for i, m in enumerate(means):
+        ax.text(i, m + errs[i] + 0.15, f"{m:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylabel("word-boundary accuracy (%)")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=35)
+    for t in ax.get_xticklabels():
+        t.set_ha("right")
+    return _save(fig, path)
+
+
+def fig_deltas(rows: list[ComparisonRow], baseline: str, path: Path, title: str) -> Path:
+    rows = [
+        r
+        for r in rows
+        if r.baseline == baseline and r.direction == "fwd" and r.metric == "word_boundary_contains"
+    ]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
+    y = list(range(len(rows)))[::-1]
+    for yi, r in zip(y, rows, strict=True):
+        color = _BAD if r.ci_high < 0 else (_BASE if r.ci_low > 0 else _NEUTRAL)
+        ax.errorbar(
+            r.delta * 100,
+            yi,
+            xerr=[[(r.delta - r.ci_low) * 100], [(r.ci_high - r.delta) * 100]],
+            fmt="o",
+            color=color,
+            capsize=3,
+        )
+        ax.text(
+            r.ci_high * 100 + 0.4,
+            yi,
+            f"{r.delta * 100:+.2f} [{r.ci_low * 100:+.2f}, {r.ci_high * 100:+.2f}]",
+            va="center",
+            fontsize=7,
+        )
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [f"{_label(r.condition)} (n={r.n_pairs})" for r in rows])
+    ax.set_xlabel(f"paired word-boundary delta vs {_label(baseline)} (pp, 95% bootstrap CI)")
+    lo = min((r.ci_low for r in rows), default=-0.1) * 100
+    hi = max((r.ci_high for r in rows), default=0.1) * 100
+    ax.set_xlim(lo - 1, hi + 9)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def fig_norms(results: ResultSet, path: Path, title: str) -> Path:
+    import statistics
+
+    keys = ("translated_norm_mean", "b_hidden_norm_mean", "injected_norm_mean")
+    legend = ("translated (uncorrected)", "receiver native", "injected")
+    conds, vals = [], []
+    for cond in results.conditions("fwd"):
+        runs = results.runs(cond, "fwd")
+        per = []
+        for k in keys:
+            xs = [
+                r[k] for run in runs for r in run.per_sample if isinstance(r.get(k), (int, float))
+            ]
+            per.append(statistics.fmean(xs) if xs else None)
+        if per[1] is not None:
+            conds.append(cond)
+            vals.append(per)
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    width = 0.27
+    for j, name in enumerate(legend):
+        xs = [i + (j - 1) * width for i in range(len(conds))]
+        pts = [
+            (x, v[j]) for x, v in zip(xs, vals, strict=True) if v[j]
+        ]  # zeros cannot be drawn on log
+        ax.bar([x for x, _ in pts], [y for _, y in pts], width, label=name)
+        for x, yv in pts:
+            ax.text(x, yv * 1.3, f"{yv:.3g}", ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_yscale("log")
+    ax.set_ylim(top=ax.get_ylim()[1] * 20)
+    ax.set_xticks(range(len(conds)), [_label(c) for c in conds], rotation=35, ha="right")
+    ax.set_ylabel("mean L2 norm over prompt positions (log)")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8, ncols=3, loc="upper left")
+    ax.set_xlabel(
+        "zero norms (zero replacement) cannot be drawn on the log axis", fontsize=7, color="gray"
+    )
+    return _save(fig, path)
+
+
+def fig_audit(rows: list[AuditRow], path: Path, title: str) -> Path:
+    counts = label_counts(rows)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    names = [k.replace("_", " ") for k in counts]
+    bars = ax.bar(names, list(counts.values()), color=[_BASE, _NEUTRAL, _BAD])
+    for b, v in zip(bars, counts.values(), strict=True):
+        ax.text(b.get_x() + b.get_width() / 2, v + 0.3, str(v), ha="center")
+    ax.set_ylabel("rows (legacy contains, not normalised EM)")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def write_figures(
+    out_dir: str | os.PathLike[str],
+    results: ResultSet,
+    summary: list[SummaryRow],
+    comparisons: list[ComparisonRow],
+    audit_rows: list[AuditRow],
+    *,
+    source: str = "",
+) -> list[Path]:
+    """Write fig2..fig6 PNGs into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f" [{source}]" if source else ""
+    return [
+        fig_accuracy(
+            summary,
+            out / "fig2_word_boundary_by_condition.png",
+            f"Word-boundary answer containment by condition{tag}",
+        ),
+        fig_deltas(
+            comparisons,
+            "no_inject",
+            out / "fig3_deltas_vs_no_inject.png",
+            f"Paired deltas vs no injection{tag}",
+        ),
+        fig_deltas(
+            comparisons,
+            "nl_relay",
+            out / "fig4_deltas_vs_nl_relay.png",
+            f"Paired deltas vs natural-language relay{tag}",
+        ),
+        fig_norms(results, out / "fig5_norm_mismatch.png", f"Activation norm scale mismatch{tag}"),
+        fig_audit(
+            audit_rows, out / "fig6_audit_labels.png", f"Metric-disagreement audit labels{tag}"
+        ),
+    ]

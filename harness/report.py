@@ -1,0 +1,55 @@
+"""The main job's outputs: per available source, the tables, validation, audit and figures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness.audit import label_counts
+from harness.figures import write_figures
+from harness.io import atomic_write_json
+from harness.sources import SOURCE_NAMES, SourceUnavailable, load_source
+from harness.tables import summarize
+
+__all__ = ["write_report"]
+
+
+def write_report(
+    out: str | os.PathLike[str], *, artifact: str | None = None, sources: list[str] | None = None
+) -> Iterator[str]:
+    """Write ``out/<source>/{summary,compare,validate,audit}.json`` and figures; yield log lines."""
+    root = Path(out)
+    for name in sources or SOURCE_NAMES:
+        try:
+            src = load_source(name, artifact=artifact)
+        except SourceUnavailable as exc:
+            yield f"[{name}] skipped: {exc}"
+            continue
+        d = root / name
+        atomic_write_json(
+            d / "summary.json", {"rows": [r.to_json() for r in summarize(src.results)]}
+        )
+        atomic_write_json(
+            d / "compare.json", {"rows": [r.to_json() for r in src.comparisons.values()]}
+        )
+        atomic_write_json(d / "validate.json", src.validation.to_json())
+        rows = src.audit_rows
+        atomic_write_json(
+            d / "audit.json",
+            {"rows": [r.to_json() for r in rows], "label_counts": label_counts(rows)},
+        )
+        figs = write_figures(
+            d / "figures",
+            src.results,
+            list(summarize(src.results)),
+            list(src.comparisons.values()),
+            rows,
+            source=name,
+        )
+        verdict = "passed" if src.validation.blocking_passed else "FAILED"
+        yield (
+            f"[{name}] {len(src.results)} result files from {', '.join(map(str, src.result_dirs))}; "
+            f"validation {src.validation.present_files}/{src.validation.expected_files} {verdict}; "
+            f"tables and {len(figs)} figures in {d}"
+        )

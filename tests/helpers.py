@@ -1,0 +1,16 @@
+"""Test helpers: where the paper artifact is, and skipping cleanly when it is absent."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.artifact import find_artifact
+
+ARTIFACT = find_artifact()
+needs_artifact = pytest.mark.skipif(
+    ARTIFACT is None,
+    reason="paper artifact not found: run 'python -m harness fetch-artifact DEST' and set HARNESS_ARTIFACT",
+)
+FINAL = ARTIFACT / "results" / "final" if ARTIFACT else None
+STRICT = ARTIFACT / "results" / "final_strict_controls" if ARTIFACT else None
+EVAL = ARTIFACT / "data" / "clean_eval.jsonl" if ARTIFACT else None

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from tests.helpers import FINAL, STRICT, needs_artifact
+
+pytestmark = needs_artifact
+
+
+def _run(tmp_path: Path, *argv: str) -> dict:
+    out = tmp_path / "out.json"
+    assert main([*argv, "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_summarize_json_keys(tmp_path: Path) -> None:
+    rows = _run(tmp_path, "summarize", str(FINAL), str(STRICT))["rows"]
+    keys = {"condition", "direction", "runs", "n"} | {
+        f"{m}_{s}"
+        for m in (
+            "exact_match",
+            "normalized_exact_match",
+            "word_boundary_contains",
+            "legacy_contains",
+        )
+        for s in ("mean", "std")
+    }
+    assert keys <= set(rows[0]) and len(rows) == 15
+
+
+def test_compare_json_keys(tmp_path: Path) -> None:
+    rows = _run(tmp_path, "compare", str(FINAL))["rows"]
+    keys = {
+        "condition",
+        "baseline",
+        "metric",
+        "direction",
+        "runs",
+        "n_pairs",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "gained",
+        "lost",
+        "mcnemar_p",
+    }
+    assert keys <= set(rows[0])
+    assert {r["baseline"] for r in rows} == {"no_inject", "nl_relay"}
+
+
+def test_compare_takes_tost_bounds(tmp_path: Path) -> None:
+    wide = _run(tmp_path, "compare", str(FINAL), "--tost-low", "-0.05", "--tost-high", "0.05")[
+        "rows"
+    ]
+    narrow = _run(tmp_path, "compare", str(FINAL), "--tost-low", "-0.001", "--tost-high", "0.001")[
+        "rows"
+    ]
+    def pick(rows):
+        return next(
+            r for r in rows if (r["condition"], r["baseline"]) == ("additive", "no_inject")
+        )
+    assert pick(wide)["tost_p"] < 0.05 < pick(narrow)["tost_p"]
+
+
+def test_validate_json_keys(tmp_path: Path) -> None:
+    rep = _run(tmp_path, "validate", str(FINAL), str(STRICT), "--include-strict-matched")
+    assert (rep["expected_files"], rep["present_files"], rep["blocking_passed"]) == (24, 24, True)
+    assert {"name", "blocking", "passed", "detail"} <= set(rep["checks"][0])
+
+
+def test_audit_json_keys(tmp_path: Path) -> None:
+    rep = _run(tmp_path, "audit", str(FINAL))
+    assert rep["label_counts"] == {
+        "verbose_correct": 5,
+        "substring_noise": 31,
+        "accidental_mention": 29,
+    }
+    assert len(rep["rows"]) == 65
+
+
+def test_figures_writes_five_pngs(tmp_path: Path) -> None:
+    assert main(["figures", str(FINAL), str(STRICT), "--out", str(tmp_path)]) == 0
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(pngs) == 5 and all((tmp_path / p).stat().st_size > 10_000 for p in pngs)
+    assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_default_directories_come_from_the_artifact(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summarize"]) == 0
+    assert "shuffled_translation_strict_matched" in capsys.readouterr().out
+
+
+def test_bad_directory_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["summarize", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: result directory not found") and err.count("\n") == 1

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.protocol import load_protocol
+from harness.validate import expected_files, validate
+from tests.helpers import EVAL, FINAL, STRICT, needs_artifact
+
+PAPER = load_protocol("paper")
+
+
+def _failed(report) -> set[str]:
+    return {c.name for c in report.failures()}
+
+
+def test_expected_grid_is_21_primary_and_24_with_strict_files() -> None:
+    assert len(expected_files(PAPER)) == 21
+    grid = expected_files(PAPER, include_strict=True)
+    assert len(grid) == 24
+    assert "h1_shuffled_translation_strict_matched_fwd_seed42_alpha1p0.json" in grid
+    assert "h1_best_alpha_fwd_seed456_alpha0p3.json" in grid
+
+
+@needs_artifact
+def test_artifact_passes_21_of_21_and_24_of_24() -> None:
+    main_rep = validate([FINAL], PAPER, eval_path=EVAL)
+    assert (main_rep.present_files, main_rep.expected_files, main_rep.blocking_passed) == (
+        21,
+        21,
+        True,
+    )
+    both = validate([FINAL, STRICT], PAPER, include_strict=True, eval_path=EVAL)
+    assert (both.present_files, both.expected_files, both.blocking_passed) == (24, 24, True)
+    notes = {c.name: c for c in both.checks if not c.blocking}
+    assert "[13]" in notes["full_n_shuffle_self_fallback"].detail  # the disclosed caveat
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    if FINAL is None:
+        pytest.skip("paper artifact not found")
+    dst = tmp_path / "final"
+    shutil.copytree(FINAL, dst)
+    return dst
+
+
+def _edit(path: Path, fn) -> None:
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def test_a_removed_file_fails_validation(copy: Path) -> None:
+    (copy / "h1_replace_fwd_seed123.json").unlink()
+    rep = validate([copy], PAPER, eval_path=EVAL)
+    assert not rep.blocking_passed and rep.present_files == 20
+    assert "expected_files_present" in _failed(rep)
+
+
+def test_an_altered_hash_fails_validation(copy: Path) -> None:
+    _edit(
+        copy / "h1_additive_fwd_seed42.json", lambda d: d["config"].update(clean_eval_hash="0" * 64)
+    )
+    rep = validate([copy], PAPER, eval_path=EVAL)
+    assert _failed(rep) == {"clean_eval_hash"}
+
+
+def test_a_dropped_sample_fails_validation(copy: Path) -> None:
+    _edit(copy / "h1_scale_corrected_fwd_seed42_alpha1p0.json", lambda d: d["per_sample"].pop(17))
+    assert "sample_counts" in _failed(validate([copy], PAPER, eval_path=EVAL))
+
+
+def test_changed_decoding_parameters_fail_validation(copy: Path) -> None:
+    _edit(
+        copy / "h1_nl_relay_fwd_deterministic.json",
+        lambda d: d["config"]["sender_generation"].update(max_new_tokens=64),
+    )
+    assert _failed(validate([copy], PAPER, eval_path=EVAL)) == {"decoding_parameters"}
+
+
+def test_token_mismatch_fails_validation(copy: Path) -> None:
+    def fn(d: dict) -> None:
+        d["per_sample"][0]["token_ids_match"] = False
+        d["diagnostics"]["token_mismatch_count"] = 1
+
+    _edit(copy / "h1_replace_fwd_seed42.json", fn)
+    assert _failed(validate([copy], PAPER, eval_path=EVAL)) == {"sequence_and_token_mismatch"}
+
+
+def test_a_gold_answer_not_in_the_eval_set_fails_validation(copy: Path) -> None:
+    _edit(copy / "h1_replace_fwd_seed42.json", lambda d: d["per_sample"][5].update(gold="Atlantis"))
+    assert _failed(validate([copy], PAPER, eval_path=EVAL)) == {"samples_match_eval_set"}
+
+
+def test_a_strict_file_with_a_self_pairing_fails_validation(tmp_path: Path) -> None:
+    if STRICT is None:
+        pytest.skip("paper artifact not found")
+    strict = tmp_path / "strict"
+    shutil.copytree(STRICT, strict)
+
+    def fn(d: dict) -> None:
+        d["per_sample"][0]["shuffle_donor_idx"] = d["per_sample"][0]["idx"]
+
+    _edit(strict / "h1_shuffled_translation_strict_matched_fwd_seed42_alpha1p0.json", fn)
+    rep = validate([FINAL, strict], PAPER, include_strict=True, eval_path=EVAL)
+    assert _failed(rep) == {"strict_shuffle_invariants"}
+
+
+def test_validate_cli_exits_1_on_a_blocking_failure(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (copy / "h1_no_inject_fwd_deterministic.json").unlink()
+    assert main(["validate", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "[FAIL] expected_files_present" in out
+        and "missing h1_no_inject_fwd_deterministic.json" in out
+    )
