@@ -59,10 +59,10 @@ def test_compare_takes_tost_bounds(tmp_path: Path) -> None:
     narrow = _run(tmp_path, "compare", str(FINAL), "--tost-low", "-0.001", "--tost-high", "0.001")[
         "rows"
     ]
+
     def pick(rows):
-        return next(
-            r for r in rows if (r["condition"], r["baseline"]) == ("additive", "no_inject")
-        )
+        return next(r for r in rows if (r["condition"], r["baseline"]) == ("additive", "no_inject"))
+
     assert pick(wide)["tost_p"] < 0.05 < pick(narrow)["tost_p"]
 
 
