@@ -73,6 +73,10 @@ class ResultFile:
     metrics: dict[str, Any]
     diagnostics: dict[str, Any]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    # Memoised per-sample metric scores (metric -> sample_id -> 0/1), owned by this file.
+    score_cache: dict[str, dict[str, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def key(self) -> ResultKey:

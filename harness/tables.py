@@ -32,17 +32,14 @@ SUMMARY_METRICS = (
 BASELINES = ("no_inject", "nl_relay")
 DEFAULT_STATS = StatsSpec(bootstrap_resamples=5000, confidence=0.95, tost_low=-0.02, tost_high=0.02)
 
-_SCORE_CACHE: dict[tuple[int, str], dict[str, int]] = {}
-
 
 def run_scores(run: ResultFile, metric: str = PRIMARY_METRIC) -> dict[str, int]:
     """sample_id -> 0/1 for one metric, recomputed from prediction and gold (memoised)."""
-    key = (id(run.raw), metric)
-    cached = _SCORE_CACHE.get(key)
+    cached = run.score_cache.get(metric)
     if cached is None:
         fn = METRICS[metric]
         cached = {r["sample_id"]: int(fn(r["prediction"], r["gold"])) for r in run.per_sample}
-        _SCORE_CACHE[key] = cached
+        run.score_cache[metric] = cached
     return cached
 
 
