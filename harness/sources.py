@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from harness.audit import AuditRow, audit
 from harness.errors import HarnessError
-from harness.io import atomic_write_json
+from harness.io import atomic_write_json, sha256_file
 from harness.protocol import Protocol, load_protocol
 from harness.results import ResultSet
 from harness.tables import ComparisonRow, SummaryRow, compare, summarize
@@ -30,6 +31,8 @@ __all__ = [
     "Source",
     "SourceUnavailable",
     "cache_root",
+    "cached_results",
+    "computation_count",
     "load_source",
     "mini_available",
     "pythia_weights_problem",
@@ -164,8 +167,25 @@ def pythia_weights_problem(protocol: Protocol) -> str | None:
     return None
 
 
-def _run_cached(name: str, protocol: Protocol, *, device: str = "cpu") -> Path:
-    """Results of ``protocol`` from the cache, computing them once under a file lock."""
+def _manifest(results: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(results.glob("*.json"))}
+
+
+def cached_results(
+    name: str,
+    protocol: Protocol,
+    compute: Callable[[Path], object],
+    *,
+    eval_path: Path | None = None,
+) -> Path:
+    """The result folder of ``protocol`` for source ``name``, computing it at most once.
+
+    The folder lives under ``cache_root()/name/protocol.hash``. ``compute(results_dir)`` runs
+    under a file lock (so concurrent xdist workers and processes wait for the first one), its
+    output must pass the validator, and a ``complete.json`` manifest with every file's SHA-256
+    is written last. A hit re-checks the manifest: a corrupt or missing entry is recomputed
+    (the runner resumes, so only the damaged files are redone).
+    """
     from filelock import FileLock
 
     root = cache_root() / name / protocol.hash
@@ -174,38 +194,68 @@ def _run_cached(name: str, protocol: Protocol, *, device: str = "cpu") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / ".lock")):
         if done.is_file():
-            return results
-        from harness.runner import run_protocol
-
+            try:
+                recorded = json.loads(done.read_text(encoding="utf-8"))["files"]
+            except (json.JSONDecodeError, KeyError, OSError):
+                recorded = None
+            current = _manifest(results)
+            if recorded is not None and recorded == current:
+                return results
+            bad = sorted(
+                k
+                for k in set(recorded or {}) | set(current)
+                if (recorded or {}).get(k) != current.get(k)
+            )
+            log.warning("cache entry %s is corrupt (%s); recomputing", root, ", ".join(bad[:3]))
+            for fname in bad:
+                (results / fname).unlink(missing_ok=True)
+            done.unlink()
         t0 = time.perf_counter()
-        run_protocol(protocol, results, device=device, include_strict=True)
-        report = validate(
-            [results],
-            protocol,
-            include_strict=True,
-            eval_path=protocol.resolve_path(protocol.eval.path),
-        )
+        compute(results)
+        report = validate([results], protocol, include_strict=True, eval_path=eval_path)
         if not report.blocking_passed:
             bad = "; ".join(f"{c.name}: {c.detail}" for c in report.failures())
             raise HarnessError(
                 f"{name} results in {results} fail validation: {bad}", f"delete {root} and re-run"
             )
-        computed = {
-            "protocol": protocol.name,
-            "protocol_hash": protocol.hash,
-            "seconds": round(time.perf_counter() - t0, 2),
-            "pid": os.getpid(),
-        }
-        atomic_write_json(done, computed)
+        atomic_write_json(
+            done,
+            {
+                "protocol": protocol.name,
+                "protocol_hash": protocol.hash,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "files": _manifest(results),
+            },
+        )
         _count_computation(name, protocol.hash)
     return results
 
 
 def _count_computation(name: str, phash: str) -> None:
-    """Append-only counter of cache fills (read by the benchmark and the warm-run check)."""
-    log_path = cache_root() / "computations.jsonl"
-    with open(log_path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"source": name, "protocol_hash": phash, "time": time.time()}) + "\n")
+    """Append one line per cache fill to ``computations.jsonl`` (how warm runs are counted)."""
+    line = json.dumps(
+        {"source": name, "protocol_hash": phash, "time": time.time(), "pid": os.getpid()}
+    )
+    with open(cache_root() / "computations.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+def computation_count(name: str | None = None) -> int:
+    """How many times a cache entry was computed (optionally for one source)."""
+    path = cache_root() / "computations.jsonl"
+    if not path.is_file():
+        return 0
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return sum(1 for r in rows if name is None or r["source"] == name)
+
+
+def _runner_compute(protocol: Protocol, device: str) -> Callable[[Path], object]:
+    def compute(results: Path) -> object:
+        from harness.runner import run_protocol
+
+        return run_protocol(protocol, results, device=device, include_strict=True)
+
+    return compute
 
 
 def load_source(name: str, *, artifact: str | None = None, device: str = "cpu") -> Source:
@@ -217,8 +267,9 @@ def load_source(name: str, *, artifact: str | None = None, device: str = "cpu") 
         if problem:
             raise SourceUnavailable(problem)
         proto = load_protocol("mini")
-        results = _run_cached("mini", proto, device=device)
-        return Source("mini", proto, [results], proto.resolve_path(proto.eval.path))
+        eval_path = proto.resolve_path(proto.eval.path)
+        results = cached_results("mini", proto, _runner_compute(proto, device), eval_path=eval_path)
+        return Source("mini", proto, [results], eval_path)
     if name == "pythia":
         proto = load_protocol("paper")
         problem = pythia_weights_problem(proto)
@@ -226,8 +277,11 @@ def load_source(name: str, *, artifact: str | None = None, device: str = "cpu") 
             raise SourceUnavailable(problem)
         try:
             proto.resolve_path(proto.eval.path, artifact)
-        except HarnessError as exc:
+        except HarnessError as exc:  # the eval set lives in the paper artifact
             raise SourceUnavailable(f"pythia needs the paper's eval set: {exc}") from None
-        results = _run_cached("pythia", proto, device=device)
-        return Source("pythia", proto, [results], proto.resolve_path(proto.eval.path, artifact))
+        eval_path = proto.resolve_path(proto.eval.path, artifact)
+        results = cached_results(
+            "pythia", proto, _runner_compute(proto, device), eval_path=eval_path
+        )
+        return Source("pythia", proto, [results], eval_path)
     raise HarnessError(f"unknown source {name!r}", f"use one of: {', '.join(SOURCE_NAMES)}")

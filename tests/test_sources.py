@@ -1,0 +1,90 @@
+"""The on-disk result cache: computed once, shared across processes, self-healing."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.protocol import load_protocol
+from harness.sources import cached_results, computation_count
+from tests.helpers import EVAL, FINAL, STRICT, needs_artifact
+
+pytestmark = needs_artifact
+
+
+def _copy_artifact(results: Path, delay: float = 0.0) -> None:
+    """A stand-in for the runner: 'computes' the grid by copying the artifact's files."""
+    time.sleep(delay)
+    results.mkdir(parents=True, exist_ok=True)
+    for d in (FINAL, STRICT):
+        for p in d.glob("*.json"):
+            if not (results / p.name).exists():
+                shutil.copy(p, results / p.name)
+    marker = results.parent / "computed.log"
+    with open(marker, "a") as fh:
+        fh.write("x\n")
+
+
+def _worker(cache: str, delay: float) -> str:
+    import os
+
+    os.environ["HARNESS_CACHE"] = cache
+    return str(
+        cached_results(
+            "test", load_protocol("paper"), lambda r: _copy_artifact(r, delay), eval_path=EVAL
+        )
+    )
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_results_are_computed_once_then_reused(cache: Path) -> None:
+    proto = load_protocol("paper")
+    calls = []
+    first = cached_results(
+        "test", proto, lambda r: (calls.append(1), _copy_artifact(r)), eval_path=EVAL
+    )
+    again = cached_results("test", proto, lambda r: calls.append(1), eval_path=EVAL)
+    assert first == again and len(calls) == 1 and computation_count("test") == 1
+    assert first == cache / "test" / proto.hash / "results"
+
+
+def test_concurrent_processes_compute_the_entry_exactly_once(cache: Path) -> None:
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        paths = pool.starmap(_worker, [(str(cache), 0.5)] * 3)
+    assert len(set(paths)) == 1
+    assert (Path(paths[0]).parent / "computed.log").read_text() == "x\n"
+    assert computation_count("test") == 1
+
+
+def test_a_corrupt_entry_is_detected_and_recomputed(cache: Path) -> None:
+    proto = load_protocol("paper")
+    results = cached_results("test", proto, _copy_artifact, eval_path=EVAL)
+    victim = results / "h1_replace_fwd_seed42.json"
+    victim.write_text(victim.read_text()[:1000])  # truncated, as by a crash or a bad disk
+    redone = []
+    cached_results("test", proto, lambda r: (redone.append(1), _copy_artifact(r)), eval_path=EVAL)
+    assert redone == [1] and computation_count("test") == 2
+    assert victim.read_bytes() == (FINAL / victim.name).read_bytes()
+
+
+def test_an_invalid_computation_is_refused_and_not_marked_complete(cache: Path) -> None:
+    proto = load_protocol("paper")
+
+    def partial(results: Path) -> None:
+        _copy_artifact(results)
+        (results / "h1_no_inject_fwd_deterministic.json").unlink()
+
+    with pytest.raises(HarnessError, match="fail validation: expected_files_present"):
+        cached_results("test", proto, partial, eval_path=EVAL)
+    assert not (cache / "test" / proto.hash / "complete.json").exists()
