@@ -36,8 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--device",
-        default=os.environ.get("HARNESS_DEVICE", "cpu"),
-        help="device for runner-backed sources (cpu, cuda, cuda:N)",
+        default=os.environ.get("HARNESS_DEVICE", "auto"),
+        help="device for runner-backed sources: auto (xdist worker i -> cuda:{i mod n}, "
+        "cpu without a GPU), cpu, cuda, cuda:N",
     )
     group.addoption(
         "--claims-status",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.devices import resolve_device
 from harness.sources import Source, SourceUnavailable, load_source
 
 FINDINGS = Path(__file__).with_name("findings.toml")
@@ -53,7 +54,7 @@ def source(request: pytest.FixtureRequest) -> Source:
             _LOADED[name] = load_source(
                 name,
                 artifact=request.config.getoption("--artifact"),
-                device=request.config.getoption("--device"),
+                device=resolve_device(request.config.getoption("--device")),
             )
         except SourceUnavailable as exc:
             _LOADED[name] = str(exc)

@@ -253,7 +253,9 @@ def _runner_compute(protocol: Protocol, device: str) -> Callable[[Path], object]
     def compute(results: Path) -> object:
         from harness.runner import run_protocol
 
-        return run_protocol(protocol, results, device=device, include_strict=True)
+        return run_protocol(
+            protocol, results, device=device, include_strict=True, include_appendix=True
+        )
 
     return compute
 
