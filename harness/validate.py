@@ -82,6 +82,15 @@ def _check(
         checks.append(Check(name, blocking, True, ok_detail))
 
 
+def _singleton_buckets(grid: list[ResultFile], strict_names: set[str]) -> int:
+    """Prompt-length buckets holding one sample, from a full-n file's per-sample lengths."""
+    for f in grid:
+        if f.condition not in strict_names and f.per_sample and "prompt_len_b" in f.per_sample[0]:
+            lengths = Counter(r["prompt_len_b"] for r in f.per_sample)
+            return sum(1 for v in lengths.values() if v == 1)
+    return 0
+
+
 def validate(
     dirs: list[str | os.PathLike[str]],
     protocol: Protocol,
@@ -154,9 +163,17 @@ def validate(
     )
 
     strict_names = set(protocol.run.strict_conditions)
+    # A run limited to the first k eval rows (``run --limit k``) declares it in provenance.
+    limits = {(f.raw.get("provenance") or {}).get("n_eval_rows") for f in loaded}
+    n_full, n_strict = protocol.eval.n, protocol.eval.strict_n
+    if len(limits) == 1 and isinstance(k := next(iter(limits)), int) and k < protocol.eval.n:
+        n_full, n_strict = k, k - _singleton_buckets(grid, strict_names)
+        checks.append(
+            Check("limited_run", False, False, f"a --limit run: {k} of {protocol.eval.n} eval rows")
+        )
     n_problems = []
     for f in grid:
-        want = protocol.eval.strict_n if f.condition in strict_names else protocol.eval.n
+        want = n_strict if f.condition in strict_names else n_full
         ids = [r["sample_id"] for r in f.per_sample]
         if f.n != want:
             n_problems.append(f"{f.name}: n={f.n}, expected {want}")
@@ -170,8 +187,7 @@ def validate(
         "sample_counts",
         True,
         n_problems,
-        f"n={protocol.eval.n} per file"
-        + (f" ({protocol.eval.strict_n} strict)" if include_strict else ""),
+        f"n={n_full} per file" + (f" ({n_strict} strict)" if include_strict else ""),
     )
 
     hashes = Counter(f.config.get("clean_eval_hash") for f in loaded)
@@ -283,7 +299,7 @@ def validate(
     )
 
     if include_strict:
-        excluded_want = protocol.eval.n - protocol.eval.strict_n
+        excluded_want = n_full - n_strict
         st = []
         for f in grid:
             if f.condition not in strict_names:
