@@ -41,7 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 SOURCE_NAMES = ("paper", "mini", "pythia")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
-MINI_RECEIVER = _REPO_ROOT / "harness" / "mini" / "models" / "receiver"
+MINI_MODELS = _REPO_ROOT / "harness" / "mini" / "models"
 
 
 class SourceUnavailable(Exception):
@@ -136,8 +136,9 @@ def _paper_source(artifact: str | None) -> Source:
 
 def mini_available() -> str | None:
     """None when the mini pair and the runner are present, else the reason."""
-    if not (MINI_RECEIVER / "config.json").is_file():
-        return f"mini weights not found at {MINI_RECEIVER}"
+    for which in ("sender", "receiver"):
+        if not (MINI_MODELS / which / "model.safetensors").is_file():
+            return f"mini {which} weights not found at {MINI_MODELS / which}"
     try:
         import harness.runner  # noqa: F401
     except ImportError as exc:
@@ -253,8 +254,16 @@ def _runner_compute(protocol: Protocol, device: str) -> Callable[[Path], object]
     def compute(results: Path) -> object:
         from harness.runner import run_protocol
 
+        # One torch thread per xdist worker: two workers x two threads thrash a 2-core machine.
+        threads = 1 if os.environ.get("PYTEST_XDIST_WORKER") else None
         return run_protocol(
-            protocol, results, device=device, include_strict=True, include_appendix=True
+            protocol,
+            results,
+            device=device,
+            include_strict=True,
+            include_appendix=True,
+            threads=threads,
+            progress=False,
         )
 
     return compute

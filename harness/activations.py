@@ -1,0 +1,122 @@
+"""Capture block outputs at prompt positions: batched, left padded, plain tensors out.
+
+Capture and injection are two passes. The capture pass registers one self-removing forward
+hook on the resolved block, stops the forward right after that block (later blocks are not
+needed), and returns each prompt's states unpadded in an :class:`Activations` container.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Activations", "block_output", "capture", "left_pad", "with_block_output"]
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Block outputs of one model at one site, one ``[len_i, dim]`` float32 CPU tensor per prompt."""
+
+    site: str
+    states: tuple[torch.Tensor, ...]
+    token_ids: tuple[tuple[int, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    @property
+    def dim(self) -> int:
+        return int(self.states[0].shape[-1])
+
+    @property
+    def lengths(self) -> list[int]:
+        return [int(s.shape[0]) for s in self.states]
+
+    def concat(self) -> torch.Tensor:
+        """All positions of all prompts stacked in order: ``[sum(len_i), dim]``."""
+        return torch.cat(list(self.states), dim=0)
+
+
+def left_pad(
+    token_ids: Sequence[Sequence[int]], pad_id: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids), left padded; real positions count from 0."""
+    width = max(len(t) for t in token_ids)
+    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+    for i, t in enumerate(token_ids):
+        if len(t):
+            ids[i, width - len(t) :] = torch.as_tensor(list(t), dtype=torch.long)
+            mask[i, width - len(t) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp_min(0)
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+def block_output(output: Any) -> torch.Tensor:
+    """The hidden-state tensor of a block's output (a tensor in transformers 5, else a tuple)."""
+    return output if isinstance(output, torch.Tensor) else output[0]
+
+
+def with_block_output(output: Any, hidden: torch.Tensor) -> Any:
+    """``output`` with its hidden-state tensor replaced, keeping the original structure."""
+    if isinstance(output, torch.Tensor):
+        return hidden
+    return (hidden, *tuple(output[1:]))
+
+
+class _StopForward(Exception):
+    """Raised by the capture hook to skip the blocks after the captured one."""
+
+
+@contextmanager
+def _capture_hook(module: nn.Module, sink: list[torch.Tensor], stop: bool):
+    def hook(_mod: nn.Module, _args: Any, output: Any) -> None:
+        sink.append(block_output(output).detach())
+        if stop:
+            raise _StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def capture(
+    model: nn.Module,
+    module: nn.Module,
+    token_ids: Sequence[Sequence[int]],
+    *,
+    site: str,
+    pad_id: int,
+    batch_size: int = 32,
+    stop_early: bool = True,
+) -> Activations:
+    """Run ``model`` over ``token_ids`` in left-padded batches and keep ``module``'s output.
+
+    Batches follow the given order, so a later generation pass with the same batch size
+    sees bitwise the same prefill (which makes self-injection exactly token-identical).
+    """
+    device = next(model.parameters()).device
+    states: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for start in range(0, len(token_ids), batch_size):
+            batch = token_ids[start : start + batch_size]
+            ids, mask, pos = left_pad(batch, pad_id, device)
+            sink: list[torch.Tensor] = []
+            with _capture_hook(module, sink, stop_early), suppress(_StopForward):
+                model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+            if len(sink) != 1:
+                raise RuntimeError(f"capture hook fired {len(sink)} times, expected once")
+            out = sink[0].float().cpu()
+            width = out.shape[1]
+            for row, t in enumerate(batch):
+                states.append(out[row, width - len(t) :].clone())
+    return Activations(
+        site=site, states=tuple(states), token_ids=tuple(tuple(t) for t in token_ids)
+    )

@@ -1,0 +1,203 @@
+"""Batched greedy generation with left padding that equals batch-size-1 generation.
+
+A small explicit loop instead of ``model.generate``: the prompt prefill is one forward over
+the left-padded batch (attention mask, position ids counting from each prompt's first real
+token), then one token per step through the KV cache. The repetition penalty and the
+no-repeat n-gram ban follow Hugging Face's processors exactly but see only each row's real
+tokens (prompt + generated), never the padding, so a padded row decodes as it would alone.
+The answer is the new tokens only, decoded with special tokens skipped and stripped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.activations import left_pad
+from harness.errors import HarnessError
+
+__all__ = ["GenerationSettings", "decode_new", "generate_batch", "generate_tokens"]
+
+# (batch indices, padded prompt mask) -> a context manager around the batch's generation
+# that has a ``rearm()`` (the injection hook), or ``None`` for plain generation.
+InjectionFactory = Callable[[list[int], torch.Tensor], AbstractContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Greedy decoding settings (the protocol's ``[decoding]`` plus special token ids)."""
+
+    max_new_tokens: int
+    repetition_penalty: float
+    no_repeat_ngram_size: int
+    eos_token_id: int | None
+    pad_token_id: int
+
+    @classmethod
+    def from_protocol(
+        cls, decoding: Any, tokenizer: Any, *, relay: bool = False
+    ) -> GenerationSettings:
+        """Settings from a protocol's ``decoding`` section and a tokenizer's special ids."""
+        if decoding.do_sample:
+            raise HarnessError("decoding.do_sample = true is not supported", "use greedy decoding")
+        eos = tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or 0)
+        return cls(
+            max_new_tokens=decoding.relay_max_new_tokens if relay else decoding.max_new_tokens,
+            repetition_penalty=float(decoding.repetition_penalty),
+            no_repeat_ngram_size=int(decoding.no_repeat_ngram_size),
+            eos_token_id=eos,
+            pad_token_id=int(pad),
+        )
+
+
+class _NgramBan:
+    """Incremental no-repeat n-gram table of one row (same bans as HF's processor)."""
+
+    def __init__(self, n: int, tokens: Sequence[int]) -> None:
+        self.n = n
+        self.hist: list[int] = []
+        self.table: dict[tuple[int, ...], set[int]] = {}
+        for t in tokens:
+            self.push(t)
+
+    def push(self, token: int) -> None:
+        self.hist.append(token)
+        if self.n > 0 and len(self.hist) >= self.n:
+            gram = self.hist[-self.n :]
+            self.table.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
+
+    def banned(self) -> list[int]:
+        if self.n <= 0 or len(self.hist) + 1 < self.n:
+            return []
+        key = tuple(self.hist[len(self.hist) - self.n + 1 :]) if self.n > 1 else ()
+        return list(self.table.get(key, ()))
+
+
+def _process(
+    logits: torch.Tensor, seen: torch.Tensor, bans: list[_NgramBan], settings: GenerationSettings
+) -> torch.Tensor:
+    scores = logits.float()
+    p = settings.repetition_penalty
+    if p != 1.0:
+        penalised = torch.where(scores < 0, scores * p, scores / p)
+        scores = torch.where(seen, penalised, scores)
+    if settings.no_repeat_ngram_size > 0:
+        for row, ban in enumerate(bans):
+            banned = ban.banned()
+            if banned:
+                scores[row, banned] = float("-inf")
+    return scores
+
+
+def generate_batch(
+    model: nn.Module,
+    token_ids: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    *,
+    use_cache: bool = True,
+    injection: Any = None,
+) -> list[list[int]]:
+    """Greedy-generate new tokens for one batch of prompts; eos ends a row (and is dropped).
+
+    ``injection``: an entered :class:`~harness.injection.PrefillInjection` (or ``None``);
+    without a KV cache it is re-armed before every full-sequence forward.
+    """
+    device = next(model.parameters()).device
+    ids, mask, pos = left_pad(token_ids, settings.pad_token_id, device)
+    bsz = ids.shape[0]
+    vocab = model.get_output_embeddings().weight.shape[0]
+    seen = torch.zeros((bsz, vocab + 1), dtype=torch.bool, device=device)
+    seen.scatter_(1, ids.masked_fill(mask == 0, vocab), True)
+    seen = seen[:, :vocab]
+    n = settings.no_repeat_ngram_size
+    bans = [_NgramBan(n, list(t)) for t in token_ids] if n > 0 else []
+    out: list[list[int]] = [[] for _ in range(bsz)]
+    done = torch.zeros(bsz, dtype=torch.bool, device=device)
+    eos = settings.eos_token_id
+    with torch.inference_mode():
+        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=use_cache)
+        cache = res.cache if use_cache else None
+        logits = res.logits[:, -1]
+        full_ids, full_mask, full_pos = ids, mask, pos
+        for step in range(settings.max_new_tokens):
+            scores = _process(logits, seen, bans, settings)
+            nxt = scores.argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, settings.pad_token_id), nxt)
+            for row, tok in enumerate(nxt.tolist()):
+                if done[row]:
+                    continue
+                if eos is not None and tok == eos:
+                    continue
+                out[row].append(tok)
+                if bans:
+                    bans[row].push(tok)
+            seen[torch.arange(bsz, device=device), nxt] |= ~done
+            if eos is not None:
+                done = done | (nxt == eos)
+            if bool(done.all()) or step == settings.max_new_tokens - 1:
+                break
+            step_mask = torch.ones((bsz, 1), dtype=mask.dtype, device=device)
+            step_pos = full_pos[:, -1:] + 1
+            full_ids = torch.cat([full_ids, nxt[:, None]], dim=1)
+            full_mask = torch.cat([full_mask, step_mask], dim=1)
+            full_pos = torch.cat([full_pos, step_pos], dim=1)
+            if use_cache:
+                res = model(
+                    input_ids=nxt[:, None],
+                    attention_mask=full_mask,
+                    position_ids=step_pos,
+                    cache=cache,
+                    use_cache=True,
+                )
+                cache = res.cache
+            else:
+                if injection is not None:
+                    injection.rearm()
+                res = model(
+                    input_ids=full_ids,
+                    attention_mask=full_mask,
+                    position_ids=full_pos,
+                    use_cache=False,
+                )
+            logits = res.logits[:, -1]
+    return out
+
+
+def generate_tokens(
+    model: nn.Module,
+    token_ids: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    *,
+    batch_size: int = 32,
+    use_cache: bool = True,
+    injection: InjectionFactory | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[int]]:
+    """Generate for every prompt in order, in batches of ``batch_size``.
+
+    ``injection(indices, mask)`` builds the batch's hook context (prompt mask ``[B, L]``).
+    """
+    results: list[list[int]] = []
+    for start in range(0, len(token_ids), batch_size):
+        idx = list(range(start, min(start + batch_size, len(token_ids))))
+        batch = [token_ids[i] for i in idx]
+        _, mask, _ = left_pad(batch, settings.pad_token_id)
+        ctx = injection(idx, mask) if injection is not None else nullcontext()
+        with ctx as hook:
+            results.extend(
+                generate_batch(model, batch, settings, use_cache=use_cache, injection=hook)
+            )
+        if progress is not None:
+            progress(len(idx))
+    return results
+
+
+def decode_new(tokenizer: Any, new_tokens: Sequence[int]) -> str:
+    """The answer text: new tokens only, special tokens skipped, stripped."""
+    return tokenizer.decode(list(new_tokens), skip_special_tokens=True).strip()

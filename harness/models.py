@@ -1,0 +1,332 @@
+"""The sender/receiver pair: loading (hub id, local folder or seeded random init) and sites.
+
+Site names are data: :func:`resolve_block` maps "block output at relative depth d" to one
+module for each supported architecture, so conditions and claims never spell module paths.
+
+Loading never touches the network unless ``HARNESS_ALLOW_DOWNLOAD=1``: a hub id is looked up
+in the local Hugging Face cache (``HF_HOME``) only, and a missing model fails fast with one
+line saying how to provide it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.errors import HarnessError
+
+__all__ = [
+    "MINI_TOKENIZER_DIR",
+    "PYTHIA_CONFIGS",
+    "ModelPair",
+    "block_index",
+    "load_model",
+    "load_pair",
+    "load_tokenizer",
+    "pythia_config",
+    "resolve_block",
+]
+
+log = logging.getLogger(__name__)
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+MINI_TOKENIZER_DIR = _REPO_ROOT / "harness" / "mini" / "tokenizer"
+ALLOW_DOWNLOAD_ENV = "HARNESS_ALLOW_DOWNLOAD"
+
+# Architecture facts of the paper's models (the published Pythia configs), so that a
+# random-init run builds exactly the paper's shapes without the hub.
+_PYTHIA_COMMON: dict[str, Any] = {
+    "vocab_size": 50304,
+    "max_position_embeddings": 2048,
+    "rotary_pct": 0.25,
+    "rotary_emb_base": 10000,
+    "use_parallel_residual": True,
+    "layer_norm_eps": 1e-5,
+    "hidden_act": "gelu",
+    "tie_word_embeddings": False,
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+}
+PYTHIA_CONFIGS: dict[str, dict[str, Any]] = {
+    "EleutherAI/pythia-160m": {
+        **_PYTHIA_COMMON,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    },
+    "EleutherAI/pythia-410m": {
+        **_PYTHIA_COMMON,
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+    },
+}
+
+# (attribute path of the block list, module-name prefix) per supported architecture.
+_BLOCK_LISTS = (
+    ("gpt_neox.layers", "gpt_neox.layers"),  # GPT-NeoX / Pythia
+    ("transformer.h", "transformer.h"),  # GPT-2
+    ("model.layers", "model.layers"),  # Llama-style
+)
+
+
+def _allow_download() -> bool:
+    """Downloads only on explicit request; otherwise force offline mode (never hang)."""
+    if os.environ.get(ALLOW_DOWNLOAD_ENV, "") == "1":
+        return True
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return False
+
+
+def _missing_weights_error(name: str, what: str = "weights") -> HarnessError:
+    return HarnessError(
+        f"{what} for {name!r} not found locally (the hub is not contacted)",
+        f"set {ALLOW_DOWNLOAD_ENV}=1 to fetch them from the hub, set HF_HOME to a cache that "
+        "holds them, or pass a local model directory; --init random needs no weights",
+    )
+
+
+def pythia_config(name: str) -> Any:
+    """The GPTNeoXConfig of a paper model, from the facts above (no hub access)."""
+    from transformers import GPTNeoXConfig
+
+    if name not in PYTHIA_CONFIGS:
+        raise HarnessError(
+            f"no built-in config for {name!r} (random init knows {', '.join(PYTHIA_CONFIGS)})",
+            "pass a local model directory holding a config.json, or use --init pretrained",
+        )
+    return GPTNeoXConfig(**PYTHIA_CONFIGS[name])
+
+
+def _local_dir(name: str, base: Path | None) -> Path | None:
+    """A local folder named by ``name``: relative to the protocol's folder, the working
+    directory or the repository root (in that order); None means a hub id."""
+    if not name:
+        return None
+    bases = [b for b in (base, Path.cwd(), _REPO_ROOT) if b is not None]
+    for cand in [Path(name)] if Path(name).is_absolute() else [b / name for b in bases]:
+        if cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+def load_model(
+    name: str,
+    *,
+    revision: str = "main",
+    init: str = "pretrained",
+    seed: int = 0,
+    device: str = "cpu",
+    base_dir: Path | None = None,
+) -> nn.Module:
+    """Load a causal LM in eval mode (float32) from a local folder or the local hub cache.
+
+    ``init="random"`` builds the architecture (built-in Pythia facts, or a local
+    ``config.json``) with weights drawn under ``torch.manual_seed(seed)`` inside a forked RNG,
+    so the global RNG is untouched and the same seed gives the same weights.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    local = _local_dir(name, base_dir)
+    if init == "random":
+        if local is not None and (local / "config.json").is_file():
+            config = AutoConfig.from_pretrained(local)
+        else:
+            config = pythia_config(name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    elif init == "pretrained":
+        source = str(local) if local is not None else name
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                source,
+                revision=None if local is not None else revision,
+                dtype=torch.float32,
+                local_files_only=not _allow_download(),
+            )
+        except (OSError, ValueError) as exc:
+            log.debug("loading %s failed: %s", name, exc)
+            raise _missing_weights_error(name) from None
+    else:
+        raise HarnessError(f"unknown init {init!r}", "use 'pretrained' or 'random'")
+    model.eval()
+    return model.to(device)
+
+
+def load_tokenizer(
+    name: str, *, revision: str = "main", base_dir: Path | None = None
+) -> tuple[Any, str]:
+    """Load a tokenizer (local folder or the local hub cache) -> (tokenizer, source).
+
+    A missing pad token falls back to eos (left padding is applied by the harness itself).
+    """
+    from transformers import AutoTokenizer
+
+    local = _local_dir(name, base_dir)
+    source = str(local) if local is not None else name
+    try:
+        tok = AutoTokenizer.from_pretrained(
+            source,
+            revision=None if local is not None else revision,
+            local_files_only=not _allow_download(),
+        )
+    except (OSError, ValueError) as exc:
+        log.debug("loading tokenizer %s failed: %s", name, exc)
+        raise _missing_weights_error(name, "tokenizer") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok, source
+
+
+def block_index(relative_depth: float, n_layers: int) -> int:
+    """Block index of relative depth ``d``: ``floor(d * n_layers)``.
+
+    Pinned by tests: 0.67 -> 8 of 12 (Pythia-160M) and 16 of 24 (Pythia-410M), the paper's
+    ``gpt_neox.layers.8`` / ``gpt_neox.layers.16``. A tiny epsilon absorbs float error
+    (``0.7 * 10`` is 7, not 6).
+    """
+    if not 0.0 < relative_depth < 1.0:
+        raise HarnessError(
+            f"relative depth {relative_depth} is out of range", "use a value in (0, 1)"
+        )
+    idx = math.floor(relative_depth * n_layers + 1e-9)
+    if not 0 <= idx < n_layers:
+        raise HarnessError(
+            f"relative depth {relative_depth} resolves to block {idx} of a {n_layers}-layer model",
+            "choose a depth that maps to an existing block",
+        )
+    return idx
+
+
+def _block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    for attr, prefix in _BLOCK_LISTS:
+        obj: Any = model
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList):
+            return prefix, obj
+    raise HarnessError(
+        f"unsupported architecture {type(model).__name__}: no gpt_neox.layers, transformer.h "
+        "or model.layers",
+        "use a GPT-NeoX, GPT-2 or Llama-style causal LM",
+    )
+
+
+def resolve_block(model: nn.Module, relative_depth: float) -> tuple[str, nn.Module, int]:
+    """(module name, module, index) of the block whose output is "relative depth d"."""
+    prefix, blocks = _block_list(model)
+    idx = block_index(relative_depth, len(blocks))
+    return f"{prefix}.{idx}", blocks[idx], idx
+
+
+@dataclass
+class ModelPair:
+    """The protocol's sender and receiver (forward direction) and their shared tokenizer.
+
+    ``oriented("rev")`` swaps the roles. ``tokenizer_source`` records which tokenizer was used.
+    """
+
+    sender: nn.Module
+    receiver: nn.Module
+    sender_name: str
+    receiver_name: str
+    tokenizer: Any
+    tokenizer_source: str
+    relative_depth: float
+    init: str
+    sender_tokenizer: Any = None  # None: the sender shares ``tokenizer``
+    sender_tokenizer_source: str = ""
+
+    def tokenizers(self, direction: str) -> tuple[Any, Any]:
+        """(sender-role tokenizer, receiver-role tokenizer) for ``fwd`` or ``rev``."""
+        own = self.sender_tokenizer if self.sender_tokenizer is not None else self.tokenizer
+        return (own, self.tokenizer) if direction == "fwd" else (self.tokenizer, own)
+
+    def oriented(self, direction: str) -> tuple[nn.Module, str, nn.Module, str]:
+        """(sender, sender_name, receiver, receiver_name) for ``fwd`` or ``rev``."""
+        if direction == "fwd":
+            return self.sender, self.sender_name, self.receiver, self.receiver_name
+        if direction == "rev":
+            return self.receiver, self.receiver_name, self.sender, self.sender_name
+        raise HarnessError(f"unknown direction {direction!r}", "use 'fwd' or 'rev'")
+
+
+def _pick_tokenizer_source(
+    tokenizer: str | None, protocol_tokenizer: str, receiver: str, init: str
+) -> str:
+    if tokenizer:
+        return tokenizer
+    if protocol_tokenizer:
+        return protocol_tokenizer
+    if init == "random":
+        if MINI_TOKENIZER_DIR.is_dir():
+            log.info("random init: using the mini tokenizer at %s", MINI_TOKENIZER_DIR)
+            return str(MINI_TOKENIZER_DIR)
+        raise HarnessError(
+            "random init needs a local tokenizer (the GPT-NeoX tokenizer is not available offline)",
+            "pass --tokenizer PATH to a folder that AutoTokenizer can load",
+        )
+    return receiver
+
+
+def load_pair(
+    protocol: Any,
+    *,
+    device: str = "cpu",
+    init: str = "pretrained",
+    tokenizer: str | None = None,
+    init_seed: int = 0,
+) -> ModelPair:
+    """Load the protocol's models and tokenizer (sender weights seed ``init_seed``, receiver +1).
+
+    Local model and tokenizer paths in the protocol resolve against the TOML's folder.
+    """
+    models = protocol.models
+    base = Path(protocol.source_path).parent if protocol.source_path else None
+    tok_source = _pick_tokenizer_source(tokenizer, models.tokenizer, models.receiver, init)
+    kw = {"revision": models.revision, "init": init, "device": device, "base_dir": base}
+    sender = load_model(models.sender, seed=init_seed, **kw)
+    receiver = load_model(models.receiver, seed=init_seed + 1, **kw)
+    tok, tok_used = load_tokenizer(tok_source, revision=models.revision, base_dir=base)
+    sender_tok, sender_tok_used = None, ""
+    if tok_source == models.receiver and models.sender != models.receiver:
+        # No tokenizer named: each model reads with its own (the runner then checks that
+        # both give the same token ids before any sequence-level injection).
+        sender_tok, sender_tok_used = load_tokenizer(
+            models.sender, revision=models.revision, base_dir=base
+        )
+    for name, m, t in (
+        (models.sender, sender, sender_tok or tok),
+        (models.receiver, receiver, tok),
+    ):
+        vocab = m.get_input_embeddings().weight.shape[0]
+        if len(t) > vocab:
+            raise HarnessError(
+                f"tokenizer of {name} has {len(t)} tokens but the model embeds only {vocab}",
+                "use the models' own tokenizer or a smaller one (--tokenizer PATH)",
+            )
+    return ModelPair(
+        sender=sender,
+        receiver=receiver,
+        sender_name=models.sender,
+        receiver_name=models.receiver,
+        tokenizer=tok,
+        tokenizer_source=tok_used,
+        relative_depth=models.relative_depth,
+        init=init,
+        sender_tokenizer=sender_tok,
+        sender_tokenizer_source=sender_tok_used,
+    )

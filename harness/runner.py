@@ -1,0 +1,499 @@
+"""Run a protocol end to end and write result files in the artifact's schema.
+
+eval set (SHA-256 checked) -> models -> prompts -> captured activations -> translator per seed
+(cached on disk, keyed by the protocol hash) -> one injection plan per condition -> batched
+greedy generation with a prefill-only hook -> per-sample records and diagnostics ->
+``write_result_file``. Existing result files are skipped (resume). Each file carries the
+artifact's fields plus ``provenance`` (versions, git hash, protocol hash, device, timings,
+tokenizer) and, for translator conditions, ``translator`` (its held-out metrics).
+
+The translator is fitted on the protocol's training split, formatted with the injection
+prompt template, all prompt positions of all prompts in order (the last ``val_frac`` held
+out). Which files a run writes and their exact fields live in :mod:`harness.runner_records`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.activations import Activations, capture
+from harness.conditions import CONDITIONS, Condition
+from harness.errors import HarnessError
+from harness.evalset import EvalRow, load_evalset
+from harness.generate import GenerationSettings, decode_new, generate_tokens
+from harness.injection import (
+    InjectionSpec,
+    PrefillInjection,
+    pad_sources,
+    random_directions,
+    shuffle_donors,
+)
+from harness.models import ModelPair, load_pair, resolve_block
+from harness.protocol import Protocol, load_protocol
+from harness.results import write_result_file
+from harness.runner_records import (
+    Job,
+    build_result,
+    check_resumable,
+    check_token_match,
+    plan_jobs,
+    provenance,
+)
+from harness.translator import Translator, fit_translator, load_translator, save_translator
+
+__all__ = ["Job", "check_token_match", "plan_jobs", "run_protocol"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Direction:
+    """Everything one direction's conditions share (computed lazily, once)."""
+
+    direction: str
+    sender: Any
+    sender_name: str
+    receiver: Any
+    receiver_name: str
+    site_a: str
+    module_a: Any
+    site_b: str
+    module_b: Any
+    ids_a: list[list[int]]
+    ids_b: list[list[int]]
+    tok_a: Any  # the sender's tokenizer (relay prompt and relay text)
+    tok_b: Any  # the receiver's tokenizer (prompts and answers)
+    settings: GenerationSettings  # the receiver's answer decoding
+    relay_settings: GenerationSettings  # the sender's relay decoding
+    states_a: Activations | None = None
+    states_b: Activations | None = None
+    translators: dict[int, tuple[Translator, str]] = field(default_factory=dict)
+    train: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class _Run:
+    def __init__(
+        self,
+        protocol: Protocol,
+        out_dir: Path,
+        rows: Sequence[EvalRow],
+        eval_sha: str,
+        pair: ModelPair,
+        *,
+        device: str,
+        batch_size: int,
+        artifact: str | None,
+        train_limit: int | None,
+        use_cache: bool,
+        init_seed: int = 0,
+    ) -> None:
+        self.p = protocol
+        self.out = out_dir
+        self.rows = list(rows)
+        self.eval_sha = eval_sha
+        self.pair = pair
+        self.device = device
+        self.bs = batch_size
+        self.artifact = artifact
+        self.train_limit = train_limit
+        self.use_cache = use_cache
+        self.init_seed = init_seed
+        self.dirs: dict[str, _Direction] = {}
+        self.timings: dict[str, float] = {}
+
+    # -- prompts and activations -------------------------------------------------------
+    def encode(self, texts: Sequence[str], tok: Any) -> list[list[int]]:
+        n = self.p.prompt.max_length
+        return [list(tok(t, truncation=True, max_length=n)["input_ids"]) for t in texts]
+
+    def prompts(self, rows: Sequence[EvalRow]) -> list[str]:
+        tpl = self.p.prompt.template
+        return [tpl.format(context=r.context, question=r.question) for r in rows]
+
+    def direction(self, name: str) -> _Direction:
+        if name not in self.dirs:
+            sender, s_name, receiver, r_name = self.pair.oriented(name)
+            site_a, mod_a, _ = resolve_block(sender, self.pair.relative_depth)
+            site_b, mod_b, _ = resolve_block(receiver, self.pair.relative_depth)
+            tok_a, tok_b = self.pair.tokenizers(name)
+            texts = self.prompts(self.rows)
+            decoding = self.p.decoding
+            self.dirs[name] = _Direction(
+                name,
+                sender,
+                s_name,
+                receiver,
+                r_name,
+                site_a,
+                mod_a,
+                site_b,
+                mod_b,
+                ids_a=self.encode(texts, tok_a),
+                ids_b=self.encode(texts, tok_b),
+                tok_a=tok_a,
+                tok_b=tok_b,
+                settings=GenerationSettings.from_protocol(decoding, tok_b),
+                relay_settings=GenerationSettings.from_protocol(decoding, tok_a, relay=True),
+            )
+        return self.dirs[name]
+
+    def _capture(
+        self, model: Any, module: Any, site: str, ids: list[list[int]], pad_id: int
+    ) -> Activations:
+        t0 = time.perf_counter()
+        acts = capture(model, module, ids, site=site, pad_id=pad_id, batch_size=self.bs)
+        self.timings["capture_s"] = self.timings.get("capture_s", 0.0) + time.perf_counter() - t0
+        return acts
+
+    def sender_states(self, d: _Direction) -> Activations:
+        if d.states_a is None:
+            d.states_a = self._capture(
+                d.sender, d.module_a, d.site_a, d.ids_a, d.relay_settings.pad_token_id
+            )
+        return d.states_a
+
+    def receiver_states(self, d: _Direction) -> Activations:
+        if d.states_b is None:
+            d.states_b = self._capture(
+                d.receiver, d.module_b, d.site_b, d.ids_b, d.settings.pad_token_id
+            )
+        return d.states_b
+
+    # -- translators ---------------------------------------------------------------------
+    def _train_tokens(self, d: _Direction) -> tuple[torch.Tensor, torch.Tensor]:
+        if d.train is None:
+            path = self.p.resolve_path(self.p.eval.translator_train_path, self.artifact)
+            rows = load_evalset(path).rows
+            cap = self.p.translator.max_train_prompts
+            if self.train_limit is not None:
+                cap = min(cap, self.train_limit)
+            texts = self.prompts(rows[:cap])
+            ids_a, ids_b = self.encode(texts, d.tok_a), self.encode(texts, d.tok_b)
+            for row, a, b in zip(rows, ids_a, ids_b, strict=False):
+                if a != b:
+                    raise HarnessError(
+                        f"translator prompt {row.sample_id}: sender and receiver token ids differ",
+                        "the translator pairs positions, so both models must share a tokenizer",
+                    )
+            pad_a, pad_b = d.relay_settings.pad_token_id, d.settings.pad_token_id
+            xa = self._capture(d.sender, d.module_a, d.site_a, ids_a, pad_a).concat()
+            xb = self._capture(d.receiver, d.module_b, d.site_b, ids_b, pad_b).concat()
+            d.train = (xa, xb)
+        return d.train
+
+    def translator(self, d: _Direction, seed: int) -> tuple[Translator, str]:
+        if seed in d.translators:
+            return d.translators[seed]
+        from filelock import FileLock
+
+        ts = self.p.translator
+        n_train = (
+            ts.max_train_prompts
+            if self.train_limit is None
+            else min(ts.max_train_prompts, self.train_limit)
+        )
+        tok_tag = _short_hash(self.pair.tokenizer_source + self.pair.sender_tokenizer_source)
+        init = self.pair.init if self.pair.init == "pretrained" else f"random{self.init_seed}"
+        key = f"{init}-tok{tok_tag}-{d.direction}-seed{seed}-n{n_train}"
+        cache_dir = self.out / ".cache" / "translators" / self.p.hash
+        base = cache_dir / key
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(cache_dir / f"{key}.lock")):
+            if base.with_suffix(".safetensors").is_file():
+                tr = load_translator(base)
+            else:
+                xa, xb = self._train_tokens(d)
+                t0 = time.perf_counter()
+                tr = fit_translator(
+                    xa,
+                    xb,
+                    method=ts.method,
+                    seed=seed,
+                    lr=ts.lr,
+                    weight_decay=ts.weight_decay,
+                    epochs=ts.epochs,
+                    batch_size=ts.batch_size,
+                    warmup_frac=ts.warmup_frac,
+                    val_frac=ts.val_frac,
+                    ridge=ts.ridge,
+                )
+                tr.metrics["fit_seconds"] = round(time.perf_counter() - t0, 3)
+                save_translator(tr, base)
+                log.info(
+                    "translator %s: %s",
+                    key,
+                    {k: tr.metrics[k] for k in ("normalized_r2", "normalized_cosine")},
+                )
+        rel = os.path.relpath(base.with_suffix(".safetensors"), self.out)
+        d.translators[seed] = (tr, rel)
+        return d.translators[seed]
+
+    # -- generation ----------------------------------------------------------------------
+    def generate(
+        self,
+        model: Any,
+        ids: list[list[int]],
+        settings: GenerationSettings,
+        tok: Any,
+        module: Any = None,
+        spec: InjectionSpec | None = None,
+        sources: Sequence[torch.Tensor] | None = None,
+        bar: Any = None,
+    ) -> tuple[list[str], dict[str, list[float]]]:
+        hooks: list[tuple[list[int], PrefillInjection]] = []
+
+        def factory(idx: list[int], mask: torch.Tensor) -> PrefillInjection:
+            assert spec is not None and sources is not None
+            src = pad_sources([sources[i] for i in idx], mask.shape[1])
+            hook = PrefillInjection(module, spec, src, mask)
+            hooks.append((idx, hook))
+            return hook
+
+        new = generate_tokens(
+            model,
+            ids,
+            settings,
+            batch_size=self.bs,
+            use_cache=self.use_cache,
+            injection=factory if spec is not None else None,
+            progress=bar.update if bar is not None else None,
+        )
+        stats: dict[str, list[float]] = {
+            "b_hidden_norm": [0.0] * len(ids),
+            "injected_norm": [0.0] * len(ids),
+        }
+        for idx, hook in hooks:
+            for key in stats:
+                for i, v in zip(idx, hook.stats[key], strict=True):
+                    stats[key][i] = v
+        return [decode_new(tok, t) for t in new], stats
+
+    # -- one result file -----------------------------------------------------------------
+    def run_job(self, job: Job, bar: Any = None) -> Path:
+        cond = CONDITIONS[job.condition]
+        d = self.direction(job.direction)
+        t0 = time.perf_counter()
+        if cond.sequence_level:
+            check_token_match(self.rows, d)
+        extra: dict[str, Any] = {}
+        if job.condition == "no_inject":
+            preds, _ = self.generate(d.receiver, d.ids_b, d.settings, d.tok_b, bar=bar)
+            samples = {"pred": preds, "idx": list(range(len(self.rows)))}
+        elif job.condition == "nl_relay":
+            samples = self._relay(d, bar)
+        else:
+            samples, extra = self._inject(cond, job, d, bar)
+        elapsed = time.perf_counter() - t0
+        data = build_result(
+            self.p,
+            job,
+            cond,
+            d,
+            self.rows,
+            samples,
+            extra,
+            eval_sha=self.eval_sha,
+            device=self.device,
+            elapsed=elapsed,
+        )
+        data["provenance"] = provenance(
+            self.p,
+            self.pair,
+            self.device,
+            {
+                **{k: round(v, 3) for k, v in self.timings.items()},
+                "generation_s": round(elapsed, 3),
+            },
+            batch_size=self.bs,
+            n_eval=len(self.rows),
+        )
+        return write_result_file(self.out, data)
+
+    def _relay(self, d: _Direction, bar: Any) -> dict[str, Any]:
+        tpl = self.p.prompt.relay_sender_template
+        sender_ids = self.encode([tpl.format(context=r.context) for r in self.rows], d.tok_a)
+        relays, _ = self.generate(d.sender, sender_ids, d.relay_settings, d.tok_a)
+        rtpl = self.p.prompt.relay_receiver_template
+        texts = [
+            rtpl.format(relay=rel, question=r.question)
+            for rel, r in zip(relays, self.rows, strict=True)
+        ]
+        recv_ids = self.encode(texts, d.tok_b)
+        preds, _ = self.generate(d.receiver, recv_ids, d.settings, d.tok_b, bar=bar)
+        return {
+            "pred": preds,
+            "idx": list(range(len(self.rows))),
+            "relay": relays,
+            "sender_prompt_len": [len(t) for t in sender_ids],
+            "prompt_len_b": [len(t) for t in recv_ids],
+        }
+
+    def _inject(
+        self, cond: Condition, job: Job, d: _Direction, bar: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        ij = self.p.injection
+        n = len(self.rows)
+        lengths = [len(t) for t in d.ids_b]
+        idx = list(range(n))
+        extra: dict[str, Any] = {}
+        name = cond.name
+        if name == "b_to_b_self_inject":
+            spec = InjectionSpec("replace")
+            sources = list(self.receiver_states(d).states)
+        elif name == "zero_replacement":
+            spec = InjectionSpec("replace")
+            dim = int(d.receiver.get_input_embeddings().weight.shape[1])
+            sources = [torch.zeros(k, dim) for k in lengths]
+        elif name == "same_norm_random":
+            spec = InjectionSpec("scale_corrected", alpha=ij.scale_corrected_alpha)
+            dim = int(d.receiver.get_input_embeddings().weight.shape[1])
+            sources = random_directions(lengths, dim, _seed(job))
+        else:
+            tr, ckpt = self.translator(d, _seed(job))
+            extra["checkpoint"] = ckpt
+            extra["translator"] = {
+                "seed": job.seed,
+                "direction": job.direction,
+                "method": tr.config.method,
+                **tr.metrics,
+            }
+            translated = [tr(s) for s in self.sender_states(d).states]
+            if name == "additive":
+                spec = InjectionSpec("additive", scale=ij.additive_scale)
+                sources = [t[-1:].expand_as(t) for t in translated]
+                extra["translated"] = translated
+            elif name == "replace":
+                spec = InjectionSpec("replace")
+                sources = translated
+            elif name in ("scale_corrected", "best_alpha"):
+                spec = InjectionSpec("scale_corrected", alpha=self.p.alpha_for(cond.alpha))
+                sources = translated
+            elif name.startswith("shuffled_translation"):
+                strict = name == "shuffled_translation_strict_matched"
+                donors, singles = shuffle_donors(lengths, _seed(job), strict=strict)
+                spec = InjectionSpec("scale_corrected", alpha=self.p.alpha_for(cond.alpha))
+                idx = [i for i in range(n) if donors[i] is not None]
+                sources = [translated[donors[i]] for i in idx]  # type: ignore[index]
+                extra.update(donors=donors, singletons=singles, strict=strict)
+            else:  # pragma: no cover - registry and runner out of sync
+                raise HarnessError(f"the runner does not implement condition {name!r}")
+        ids = [d.ids_b[i] for i in idx]
+        preds, stats = self.generate(
+            d.receiver, ids, d.settings, d.tok_b, d.module_b, spec, sources, bar=bar
+        )
+        shown = extra.pop("translated", sources)
+        tnorm = [float(s.float().norm(dim=-1).mean()) if s.shape[0] else 0.0 for s in shown]
+        return {"pred": preds, "idx": idx, "translated_norm": tnorm, **stats}, extra
+
+
+def _seed(job: Job) -> int:
+    assert job.seed is not None
+    return job.seed
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def run_protocol(
+    protocol: Protocol | str,
+    out_dir: str | os.PathLike[str],
+    *,
+    conditions: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    directions: Sequence[str] | None = None,
+    limit: int | None = None,
+    device: str = "cpu",
+    init: str = "pretrained",
+    tokenizer: str | None = None,
+    batch_size: int | None = None,
+    artifact: str | None = None,
+    train_limit: int | None = None,
+    include_strict: bool = True,
+    include_appendix: bool = False,
+    init_seed: int = 0,
+    use_cache: bool = True,
+    progress: bool = True,
+    threads: int | None = None,
+) -> list[Path]:
+    """Run ``protocol`` and return the paths of its result files (written or already there).
+
+    ``conditions=None`` runs the protocol's conditions (+ strict, + appendix if asked);
+    ``limit`` keeps the first N eval rows; ``train_limit`` caps translator training prompts;
+    ``init="random"`` builds the architectures with seeded random weights (no download);
+    ``threads`` sets torch's CPU threads for the run (1 is often fastest on a busy CPU).
+    """
+    from tqdm.auto import tqdm
+
+    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    out = Path(out_dir)
+    jobs = plan_jobs(
+        proto,
+        conditions,
+        seeds,
+        directions,
+        include_strict=include_strict,
+        include_appendix=include_appendix,
+    )
+    evalset = load_evalset(proto.resolve_path(proto.eval.path, artifact), proto.eval.sha256)
+    rows = evalset.rows[:limit] if limit is not None else evalset.rows
+    todo = [j for j in jobs if not (out / j.filename).is_file()]
+    for j in jobs:
+        if j not in todo:
+            check_resumable(out / j.filename, proto, len(rows))
+            log.info("resume: %s exists, skipped", j.filename)
+    if not todo:
+        return [out / j.filename for j in jobs]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError("--device cuda requested but CUDA is not available", "use --device cpu")
+    with _torch_threads(threads):
+        t0 = time.perf_counter()
+        pair = load_pair(proto, device=device, init=init, tokenizer=tokenizer, init_seed=init_seed)
+        run = _Run(
+            proto,
+            out,
+            rows,
+            evalset.sha256,
+            pair,
+            device=device,
+            batch_size=batch_size or proto.run.batch_size,
+            artifact=artifact,
+            train_limit=train_limit,
+            use_cache=use_cache,
+            init_seed=init_seed,
+        )
+        run.timings["load_s"] = time.perf_counter() - t0
+        out.mkdir(parents=True, exist_ok=True)
+        total = len(todo) * len(rows)
+        with tqdm(total=total, disable=not progress, unit="sample", desc=proto.name) as bar:
+            for job in todo:
+                bar.set_postfix_str(job.filename, refresh=False)
+                run.run_job(job, bar)
+    return [out / j.filename for j in jobs]
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Set torch's CPU thread count for the block (``None``: leave it as it is)."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise HarnessError(f"threads must be at least 1, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,153 @@
+"""``python -m harness run``: run a protocol and write result files (the model half's CLI).
+
+``add_run_parser(subparsers)`` registers the ``run`` sub-command (``harness.cli`` wires it);
+``python -m harness.runner_cli ...`` runs the same command on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from harness.errors import HarnessError
+
+__all__ = ["add_run_parser", "cmd_run", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _list_arg(values: Sequence[str] | None) -> list[str] | None:
+    """``--x a,b --x c`` or ``--x a b`` -> ``[a, b, c]``; absent -> None."""
+    if not values:
+        return None
+    out: list[str] = []
+    for v in values:
+        out.extend(_csv(v))
+    return out
+
+
+def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--protocol", default="paper", help="paper, mini, or a path to a .toml")
+    p.add_argument("--out", required=True, help="output folder for the result files")
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        metavar="NAME",
+        help="conditions to run (comma or space separated; 'all' adds the appendix); "
+        "default: the protocol's conditions plus the strict controls",
+    )
+    p.add_argument("--seeds", nargs="+", metavar="SEED", help="seeds (default: the protocol's)")
+    p.add_argument(
+        "--directions", nargs="+", metavar="DIR", help="fwd and/or rev (default: the protocol's)"
+    )
+    p.add_argument("--limit", type=int, help="only the first N eval rows (smoke runs)")
+    p.add_argument("--train-limit", type=int, help="at most N translator training prompts")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--init",
+        choices=("pretrained", "random"),
+        default="pretrained",
+        help="pretrained weights (local folder or HF cache) or seeded random weights",
+    )
+    p.add_argument(
+        "--tokenizer",
+        help="tokenizer folder (needed with --init random unless the mini tokenizer is present)",
+    )
+    p.add_argument("--batch-size", type=int, help="generation batch size (default: protocol's)")
+    p.add_argument("--artifact", help="paper artifact folder (for artifact: paths)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy CPU)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def add_run_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``run`` on a sub-parser collection; the handler is ``args.fn``."""
+    p = subparsers.add_parser(
+        "run",
+        help="run a protocol (models, injection, generation) and "
+        "write result files in the artifact's schema",
+    )
+    _configure(p)
+    p.set_defaults(fn=cmd_run)
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Handler of ``run``: prints the written files' folder and the wall time."""
+    from harness.protocol import load_protocol
+    from harness.runner import run_protocol
+
+    proto = load_protocol(args.protocol)
+    conditions = _list_arg(args.conditions)
+    include_appendix = False
+    if conditions == ["all"]:
+        conditions, include_appendix = None, True
+    seeds = _list_arg(args.seeds)
+    try:
+        seed_ints = [int(s) for s in seeds] if seeds else None
+    except ValueError:
+        raise HarnessError(
+            f"--seeds must be integers, got {seeds}", "e.g. --seeds 42,123"
+        ) from None
+    for name, value in (
+        ("--limit", args.limit),
+        ("--batch-size", args.batch_size),
+        ("--train-limit", args.train_limit),
+    ):
+        if value is not None and value < 1:
+            raise HarnessError(f"{name} must be at least 1, got {value}")
+    t0 = time.perf_counter()
+    paths = run_protocol(
+        proto,
+        args.out,
+        conditions=conditions,
+        seeds=seed_ints,
+        directions=_list_arg(args.directions),
+        limit=args.limit,
+        device=args.device,
+        init=args.init,
+        tokenizer=args.tokenizer,
+        batch_size=args.batch_size,
+        artifact=args.artifact,
+        train_limit=args.train_limit,
+        include_appendix=include_appendix,
+        progress=not args.no_progress,
+        threads=args.threads,
+    )
+    sys.stdout.write(
+        f"{len(paths)} result files in {args.out} ({time.perf_counter() - t0:.1f} s)\n"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m harness.runner_cli --protocol ... --out ...``."""
+    parser = _configure(argparse.ArgumentParser(prog="python -m harness.runner_cli"))
+    parser.add_argument("--debug", action="store_true", help="tracebacks and INFO logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return cmd_run(args)
+    except HarnessError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

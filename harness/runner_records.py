@@ -1,0 +1,354 @@
+"""The runner's plan (which files) and result-file dictionaries in the artifact's layout.
+
+Field names, their order and which fields a condition carries mirror the published files
+(``results/final/*.json``); our additions are ``provenance`` and, for translator conditions,
+``translator``. Torch-free.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness import metrics as M
+from harness.conditions import get_condition
+from harness.errors import HarnessError
+from harness.protocol import Protocol
+from harness.results import SCHEMA_VERSION, result_filename
+
+__all__ = [
+    "DETERMINISTIC_REASON",
+    "Job",
+    "build_result",
+    "check_resumable",
+    "check_token_match",
+    "injection_dict",
+    "plan_jobs",
+    "provenance",
+]
+
+DETERMINISTIC_REASON = (
+    "greedy decoding with do_sample=false; this condition does not consume a seed-dependent "
+    "translation checkpoint or random control."
+)
+_TRANSLATOR_SAMPLE_FIELDS = ("additive", "replace", "scale_corrected", "best_alpha")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One result file: a condition in a direction with a seed (``None`` if deterministic)."""
+
+    condition: str
+    direction: str
+    seed: int | None
+    filename: str
+
+
+def plan_jobs(
+    protocol: Protocol,
+    conditions: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    directions: Sequence[str] | None = None,
+    *,
+    include_strict: bool = True,
+    include_appendix: bool = False,
+) -> list[Job]:
+    """The result files a run writes, in order (direction, condition, seed)."""
+    if conditions is None:
+        conditions = list(protocol.run.conditions)
+        if include_strict:
+            conditions += list(protocol.run.strict_conditions)
+        if include_appendix:
+            conditions += list(protocol.run.appendix_conditions)
+    seeds = list(protocol.run.seeds if seeds is None else seeds)
+    jobs = []
+    for direction in directions or protocol.run.directions:
+        if direction not in ("fwd", "rev"):
+            raise HarnessError(f"unknown direction {direction!r}", "use fwd and/or rev")
+        for name in conditions:
+            cond = get_condition(name)
+            for seed in [None] if cond.deterministic else seeds:
+                alpha = protocol.alpha_for(cond.alpha)
+                fname = result_filename(name, direction, seed, alpha)
+                jobs.append(Job(name, direction, seed, fname))
+    return jobs
+
+
+def check_token_match(rows: Sequence[Any], d: Any) -> None:
+    """Refuse sequence-level injection when sender and receiver token ids differ."""
+    for row, a, b in zip(rows, d.ids_a, d.ids_b, strict=True):
+        if a != b:
+            raise HarnessError(
+                f"sample {row.sample_id}: sender and receiver token ids differ "
+                f"({len(a)} vs {len(b)} tokens); sequence-level injection needs identical ids",
+                "use models that share a tokenizer, or run only no_inject and nl_relay",
+            )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def injection_dict(protocol: Any, name: str, alpha: float | None, extra: dict[str, Any]) -> dict:
+    """The ``injection`` block of a condition, as the artifact writes it."""
+    timing = protocol.injection.timing
+    if name == "no_inject":
+        return {"mode": "none"}
+    if name == "nl_relay":
+        return {"mode": "natural_language"}
+    if name == "b_to_b_self_inject":
+        return {"mode": "replace", "timing": timing, "source": "receiver_self"}
+    if name == "zero_replacement":
+        return {"mode": "replace", "timing": timing, "source": "zero_vector"}
+    if name == "same_norm_random":
+        return {
+            "mode": "replace_scale_corrected",
+            "timing": timing,
+            "source": "random_direction",
+            "alpha": protocol.injection.scale_corrected_alpha,
+        }
+    mode = {"additive": "additive", "replace": "replace"}.get(name, "replace_scale_corrected")
+    d: dict[str, Any] = {
+        "mode": mode,
+        "timing": timing,
+        "scale": protocol.injection.additive_scale if name == "additive" else None,
+        "alpha": alpha,
+        "shuffle_injection_mode": "scale_corrected" if name.startswith("shuffled") else None,
+    }
+    if name.startswith("shuffled"):
+        strict = bool(extra.get("strict"))
+        d["strict_matched_subset"] = strict
+        d["shuffle_excluded_singleton_count"] = extra["singletons"] if strict else 0
+    return d
+
+
+def _models_dict(name: str, d: Any) -> dict[str, Any]:
+    if name == "b_to_b_self_inject":
+        return {
+            "model_a": d.receiver_name,
+            "model_b": d.receiver_name,
+            "layer_a": d.site_b,
+            "layer_b": d.site_b,
+        }
+    if name == "same_norm_random":
+        return {
+            "model_a": "random_direction",
+            "model_b": d.receiver_name,
+            "layer_a": None,
+            "layer_b": d.site_b,
+        }
+    if name == "zero_replacement":
+        return {
+            "model_a": "zero_vector",
+            "model_b": d.receiver_name,
+            "layer_a": None,
+            "layer_b": d.site_b,
+        }
+    return {
+        "model_a": d.sender_name,
+        "model_b": d.receiver_name,
+        "layer_a": None if name == "no_inject" else d.site_a,
+        "layer_b": d.site_b,
+    }
+
+
+def build_result(
+    protocol: Any,
+    job: Any,
+    cond: Any,
+    d: Any,
+    rows: Sequence[Any],
+    samples: dict[str, Any],
+    extra: dict[str, Any],
+    *,
+    eval_sha: str,
+    device: str,
+    elapsed: float,
+) -> dict[str, Any]:
+    """Assemble one result file's dictionary (artifact field order, plus our extras)."""
+    name = cond.name
+    alpha = protocol.alpha_for(cond.alpha)
+    translator_like = name in _TRANSLATOR_SAMPLE_FIELDS or name.startswith("shuffled")
+    injected = name not in ("no_inject", "nl_relay")
+    donors = extra.get("donors")
+    singles = extra.get("singletons", 0)
+    strict = bool(extra.get("strict"))
+    per_sample: list[dict[str, Any]] = []
+    for k, i in enumerate(samples["idx"]):
+        row = rows[i]
+        pred = samples["pred"][k]
+        rec: dict[str, Any] = {
+            "idx": i,
+            "sample_id": row.sample_id,
+            "gold": row.answer,
+            "prediction": pred,
+            "legacy_contains": M.legacy_contains(pred, row.answer),
+            "legacy_exact_match": M.exact_match(pred, row.answer),
+            "eval_result": {
+                "correct": M.word_boundary_contains(pred, row.answer),
+                "exact_match": M.normalized_exact_match(pred, row.answer),
+            },
+        }
+        for key in ("source_eval_index", "source_component_file"):
+            if key in row.extra:
+                rec[key] = row.extra[key]
+        len_a, len_b = len(d.ids_a[i]), len(d.ids_b[i])
+        if name == "nl_relay":
+            rec["relay"] = samples["relay"][k]
+            rec["sender_prompt_len"] = samples["sender_prompt_len"][k]
+            rec["prompt_len_b"] = samples["prompt_len_b"][k]
+            rec["prompt_mode"] = "nl_relay"
+        elif translator_like:
+            rec["prompt_len_a"] = len_a
+            rec["prompt_mode"] = "full_input"
+            rec["prompt_len_b"] = len_b
+        else:
+            rec["prompt_len_b"] = len_b
+            rec["prompt_mode"] = "full_input"
+        if injected:
+            rec["token_ids_match"] = d.ids_a[i] == d.ids_b[i]
+            rec["seq_len_match"] = len_a == len_b
+            rec["translated_norm_mean"] = samples["translated_norm"][k]
+            rec["b_hidden_norm_mean"] = samples["b_hidden_norm"][k]
+            rec["injected_norm_mean"] = samples["injected_norm"][k]
+        if donors is not None:
+            rec["shuffle_donor_idx"] = donors[i]
+            rec["shuffle_self_fallback"] = donors[i] == i
+            rec["shuffle_fallback_count_run"] = 0 if strict else singles
+            rec["shuffle_excluded_singleton_count_run"] = singles if strict else 0
+        per_sample.append(rec)
+
+    def col(key: str) -> list[Any]:
+        return [r[key] for r in per_sample if key in r]
+
+    n = len(per_sample)
+    config: dict[str, Any] = {
+        "tier": protocol.name,
+        "task": "multi_hop",
+        "test_file": protocol.eval.path,
+        "clean_eval_hash": eval_sha,
+        "clean_eval_version": protocol.eval.version,
+        "n_samples": n,
+        "max_length": protocol.prompt.max_length,
+        "layer_rel": protocol.models.relative_depth,
+        "device": device,
+        "generation": protocol.decoding.generation_config(),
+        "sender_generation": (
+            protocol.decoding.relay_generation_config() if name == "nl_relay" else None
+        ),
+    }
+    if donors is not None:
+        config["source_clean_eval_n_samples"] = len(rows)
+    data: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "condition": name,
+        "direction": job.direction,
+        "seed": job.seed,
+        "deterministic": cond.deterministic,
+        "config": config,
+        "models": _models_dict(name, d),
+        "checkpoint": extra.get("checkpoint"),
+        "injection": injection_dict(protocol, name, alpha, extra),
+    }
+    if name in ("b_to_b_self_inject", "zero_replacement"):
+        data["deterministic_reason"] = DETERMINISTIC_REASON
+    data["elapsed_sec"] = round(elapsed, 3)
+    data["per_sample"] = per_sample
+    data["metrics"] = {
+        "n": n,
+        "contains_acc": _mean([float(v) for v in col("legacy_contains")]),
+        "exact_match_acc": _mean([float(v) for v in col("legacy_exact_match")]),
+    }
+    data["diagnostics"] = {
+        "mean_prompt_len_a": _mean(col("prompt_len_a")),
+        "mean_prompt_len_b": _mean(col("prompt_len_b")),
+        "mean_translated_norm": _mean(col("translated_norm_mean")),
+        "mean_b_hidden_norm": _mean(col("b_hidden_norm_mean")),
+        "mean_injected_norm": _mean(col("injected_norm_mean")),
+        "seq_len_mismatch_count": sum(1 for v in col("seq_len_match") if not v),
+        "token_mismatch_count": sum(1 for v in col("token_ids_match") if not v),
+        "shuffle_self_fallback_count": sum(1 for v in col("shuffle_self_fallback") if v),
+    }
+    if "translator" in extra:
+        data["translator"] = extra["translator"]
+    return data
+
+
+def _git_hash() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(
+    protocol: Any,
+    pair: Any,
+    device: str,
+    timings: dict[str, float],
+    *,
+    batch_size: int,
+    n_eval: int,
+) -> dict[str, Any]:
+    """Versions, git hash, protocol hash, device, timings and the tokenizer used."""
+    return {
+        "runner": "harness.runner",
+        "protocol": protocol.name,
+        "protocol_hash": protocol.hash,
+        "git_hash": _git_hash(),
+        "python": platform.python_version(),
+        "packages": {
+            p: _version(p) for p in ("torch", "transformers", "tokenizers", "safetensors", "numpy")
+        },
+        "device": device,
+        "init": pair.init,
+        "tokenizer": pair.tokenizer_source,
+        "sender_tokenizer": pair.sender_tokenizer_source or pair.tokenizer_source,
+        "sender": pair.sender_name,
+        "receiver": pair.receiver_name,
+        "batch_size": batch_size,
+        "n_eval_rows": n_eval,
+        "timings": timings,
+    }
+
+
+def check_resumable(path: Path, proto: Protocol, n_rows: int) -> None:
+    """An existing file is only reused if the same protocol over the same rows wrote it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise HarnessError(
+            f"{path} exists but is not readable JSON", "delete it; the runner rewrites it"
+        ) from None
+    prov = data.get("provenance") or {}
+    if prov.get("protocol_hash") != proto.hash or prov.get("n_eval_rows") != n_rows:
+        raise HarnessError(
+            f"{path} was written by another run (protocol hash {prov.get('protocol_hash')}, "
+            f"{prov.get('n_eval_rows')} eval rows; this run: {proto.hash}, {n_rows})",
+            "use a fresh --out folder or delete the stale files",
+        )

@@ -1,0 +1,118 @@
+"""Greedy generation: equals Hugging Face at batch size 1, and batching changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.generate import (
+    GenerationSettings,
+    _NgramBan,
+    decode_new,
+    generate_batch,
+    generate_tokens,
+)
+from tests.model_fixtures import build_char_tokenizer, tiny_model
+
+TEXTS = [
+    "Context: Bob works in Tokyo. Tokyo is in Japan.\nQ: Where does Bob work?\nA:",
+    "Hi",
+    "Context: abc abc abc abc\nQ: x?\nA:",
+    "zzzz zz",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return build_char_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(3, layers=3)
+
+
+def _settings(n=12, eos=0):
+    return GenerationSettings(
+        max_new_tokens=n,
+        repetition_penalty=1.3,
+        no_repeat_ngram_size=3,
+        eos_token_id=eos,
+        pad_token_id=1,
+    )
+
+
+def test_batch_of_one_equals_hugging_face_generate(model, tok) -> None:
+    settings = _settings()
+    for text in TEXTS:
+        ids = tok(text).input_ids
+        ours = generate_batch(model, [ids], settings)[0]
+        hf = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=False,
+            repetition_penalty=1.3,
+            no_repeat_ngram_size=3,
+            eos_token_id=0,
+            pad_token_id=1,
+        )[0, len(ids) :].tolist()
+        if 0 in hf:
+            hf = hf[: hf.index(0)]
+        assert ours == hf, text
+
+
+@pytest.mark.parametrize("batch_size", [2, 4])
+def test_left_padded_batches_equal_batch_size_one(model, tok, batch_size) -> None:
+    prompts = [tok(t).input_ids for t in TEXTS]
+    settings = _settings()
+    single = generate_tokens(model, prompts, settings, batch_size=1)
+    assert generate_tokens(model, prompts, settings, batch_size=batch_size) == single
+    assert (
+        generate_tokens(model, prompts, settings, batch_size=batch_size, use_cache=False) == single
+    )
+
+
+def test_eos_ends_a_row_and_is_not_part_of_the_answer(model, tok) -> None:
+    prompts = [tok(t).input_ids for t in TEXTS]
+    free = generate_tokens(model, prompts, _settings(eos=None), batch_size=4)
+    stop = free[0][2]  # make the first prompt's third token the eos
+    out = generate_tokens(model, prompts, _settings(eos=stop), batch_size=4)
+    assert out[0] == free[0][:2]
+    for row, full in zip(out[1:], free[1:], strict=True):
+        cut = full.index(stop) if stop in full else len(full)
+        assert row == full[:cut]
+
+
+def test_ngram_ban_matches_the_no_repeat_rule() -> None:
+    ban = _NgramBan(3, [1, 2, 3, 1])
+    assert ban.banned() == []  # (3, 1) never seen before
+    ban.push(2)
+    assert ban.banned() == [3]  # (1, 2) -> 3 already occurred
+    assert _NgramBan(3, [7]).banned() == []
+
+
+def test_decoded_answer_is_new_tokens_only_without_specials_and_stripped(tok) -> None:
+    new = [*tok("  Japan ").input_ids, 0]
+    assert decode_new(tok, new) == "Japan"
+
+
+def test_settings_come_from_the_protocol(tmp_path: Path, tok) -> None:
+    from harness.protocol import load_protocol
+
+    proto = load_protocol("paper")
+    s = GenerationSettings.from_protocol(proto.decoding, tok)
+    r = GenerationSettings.from_protocol(proto.decoding, tok, relay=True)
+    assert (s.max_new_tokens, r.max_new_tokens) == (64, 128)
+    assert (s.repetition_penalty, s.no_repeat_ngram_size) == (1.3, 3)
+    assert (s.eos_token_id, s.pad_token_id) == (0, 1)

@@ -1,0 +1,337 @@
+"""The runner end to end on a tiny local pair: schema, identities, batching, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.conditions import CONDITIONS
+from harness.errors import HarnessError
+from harness.io import sha256_file
+from harness.protocol import load_protocol
+from harness.results import ResultSet, load_result_file
+from harness.runner import plan_jobs, run_protocol
+from harness.runner_cli import main as cli_main
+from tests.helpers import ARTIFACT, FINAL, STRICT, needs_artifact
+from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, write_tiny_protocol
+
+SEEDS = (42, 123)
+N_FILES = 3 + 6 * len(SEEDS) + len(SEEDS)  # deterministic + seeded primary + strict
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_protocol(tmp_path_factory) -> Path:
+    """A protocol over a tiny sender (3 layers, 32 wide) and receiver (6 layers, 48 wide)."""
+    d = tmp_path_factory.mktemp("tiny")
+    build_char_tokenizer(d / "tok")
+    tiny_model(1, hidden=32, layers=3).save_pretrained(d / "sender")
+    tiny_model(2, hidden=48, layers=6).save_pretrained(d / "receiver")
+    with open(d / "eval.jsonl", "w", encoding="utf-8") as fh:
+        for row in EVAL_ROWS:
+            fh.write(json.dumps(row) + "\n")
+    with open(d / "train.jsonl", "w", encoding="utf-8") as fh:
+        for row in EVAL_ROWS * 2:
+            fh.write(json.dumps({k: v for k, v in row.items() if k != "clean_eval_id"}) + "\n")
+    return write_tiny_protocol(
+        d,
+        sender="sender",
+        receiver="receiver",
+        tokenizer="tok",
+        eval_path="eval.jsonl",
+        eval_sha=sha256_file(d / "eval.jsonl"),
+        train_path="train.jsonl",
+        n=len(EVAL_ROWS),
+        strict_n=2,
+        seeds=SEEDS,
+        batch_size=4,
+    )
+
+
+@pytest.fixture(scope="module")
+def results(tiny_protocol, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    run_protocol(str(tiny_protocol), out, progress=False)
+    return out
+
+
+def _preds(path: Path) -> list[str]:
+    return [r["prediction"] for r in load_result_file(path).per_sample]
+
+
+def test_a_run_writes_every_planned_file_in_the_schema(results, tiny_protocol) -> None:
+    files = sorted(results.glob("*.json"))
+    assert len(files) == N_FILES
+    rs = ResultSet.from_dirs(results)
+    assert not rs.duplicates
+    proto = load_protocol(tiny_protocol)
+    for f in rs:
+        strict = f.condition == "shuffled_translation_strict_matched"
+        assert f.n == (2 if strict else len(EVAL_ROWS))
+        assert f.raw["provenance"]["protocol_hash"] == proto.hash
+        assert f.raw["provenance"]["tokenizer"].endswith("tok")
+        assert f.config["generation"] == proto.decoding.generation_config()
+        assert f.diagnostics["token_mismatch_count"] == 0
+        assert (f.seed is None) == CONDITIONS[f.condition].deterministic
+        if CONDITIONS[f.condition].uses_translator:
+            assert {"normalized_r2", "normalized_cosine"} <= set(f.raw["translator"])
+            assert (results / f.raw["checkpoint"]).is_file()
+
+
+def test_self_injection_is_token_identical_to_no_injection(results) -> None:
+    base = _preds(results / "h1_no_inject_fwd_deterministic.json")
+    assert _preds(results / "h1_b_to_b_self_inject_fwd_deterministic.json") == base
+    self_inj = load_result_file(results / "h1_b_to_b_self_inject_fwd_deterministic.json")
+    for r in self_inj.per_sample:
+        assert r["translated_norm_mean"] == pytest.approx(r["b_hidden_norm_mean"], rel=1e-5)
+        assert r["injected_norm_mean"] == pytest.approx(r["b_hidden_norm_mean"], rel=1e-5)
+
+
+def test_norm_diagnostics_follow_each_conditions_definition(results) -> None:
+    scale = load_result_file(results / "h1_scale_corrected_fwd_seed42_alpha1p0.json")
+    rand = load_result_file(results / "h1_same_norm_random_fwd_seed42.json")
+    add = load_result_file(results / "h1_additive_fwd_seed42.json")
+    rep = load_result_file(results / "h1_replace_fwd_seed42.json")
+    for f in (scale, rand):
+        for r in f.per_sample:
+            assert r["injected_norm_mean"] == pytest.approx(r["b_hidden_norm_mean"], rel=1e-4)
+    for r, q in zip(rep.per_sample, scale.per_sample, strict=True):
+        assert r["injected_norm_mean"] == pytest.approx(r["translated_norm_mean"], rel=1e-4)
+        assert r["translated_norm_mean"] == pytest.approx(q["translated_norm_mean"], rel=1e-6)
+    for r in add.per_sample:
+        assert r["injected_norm_mean"] < 0.05 * r["translated_norm_mean"] + 1e-6
+
+
+def test_shuffled_controls_pair_within_length_buckets(results) -> None:
+    full = load_result_file(results / "h1_shuffled_translation_fwd_seed42_alpha1p0.json")
+    strict = load_result_file(
+        results / "h1_shuffled_translation_strict_matched_fwd_seed42_alpha1p0.json"
+    )
+    lengths = {r["idx"]: r["prompt_len_b"] for r in full.per_sample}
+    n_fallback = sum(r["shuffle_self_fallback"] for r in full.per_sample)
+    assert full.diagnostics["shuffle_self_fallback_count"] == n_fallback
+    assert strict.diagnostics["shuffle_self_fallback_count"] == 0
+    assert strict.injection["strict_matched_subset"] is True
+    assert strict.injection["shuffle_excluded_singleton_count"] == n_fallback
+    assert strict.n == len(EVAL_ROWS) - n_fallback
+    for r in strict.per_sample:
+        assert r["shuffle_donor_idx"] != r["idx"]
+        assert lengths[r["shuffle_donor_idx"]] == lengths[r["idx"]]
+
+
+@needs_artifact
+def test_files_carry_exactly_the_artifacts_fields(results) -> None:
+    """Every per_sample, injection and diagnostics key the artifact writes, and no other."""
+    optional = {"source_eval_index", "source_component_file"}  # eval-row provenance fields
+    for ours in sorted(results.glob("*.json")):
+        name = ours.name.replace("seed123", "seed42")
+        theirs = (FINAL / name) if (FINAL / name).is_file() else (STRICT / name)
+        if not theirs.is_file():
+            continue
+        a, b = json.loads(ours.read_text()), json.loads(theirs.read_text())
+        assert set(b) <= set(a), ours.name
+        assert set(a) - set(b) <= {"provenance", "translator"}, ours.name
+        assert set(a["config"]) == set(b["config"]), ours.name
+        for key in ("models", "injection", "metrics", "diagnostics"):
+            assert list(a[key]) == list(b[key]), (ours.name, key)
+        ka = [k for k in a["per_sample"][0] if k not in optional]
+        kb = [k for k in b["per_sample"][0] if k not in optional]
+        assert ka == kb, ours.name
+
+
+def test_batched_generation_equals_batch_size_one_for_every_condition(
+    results, tiny_protocol, tmp_path
+) -> None:
+    run_protocol(str(tiny_protocol), tmp_path, batch_size=1, progress=False)
+    for ours in sorted(results.glob("*.json")):
+        assert _preds(tmp_path / ours.name) == _preds(ours), ours.name
+
+
+def test_resume_skips_existing_files(results, tiny_protocol) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")}
+    t0 = time.perf_counter()
+    paths = run_protocol(str(tiny_protocol), results, progress=False)
+    assert time.perf_counter() - t0 < 2  # nothing to do: no model is even loaded
+    assert {p.name for p in paths} == set(before)
+    assert {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")} == before
+
+
+def test_resume_refuses_files_written_by_another_run(results, tiny_protocol) -> None:
+    with pytest.raises(HarnessError, match="written by another run"):
+        run_protocol(str(tiny_protocol), results, limit=3, progress=False)
+
+
+def test_cli_runs_selected_conditions_and_reverse_direction(tiny_protocol, tmp_path) -> None:
+    code = cli_main(
+        [
+            "--protocol",
+            str(tiny_protocol),
+            "--out",
+            str(tmp_path),
+            "--limit",
+            "3",
+            "--conditions",
+            "no_inject,zero_replacement",
+            "--directions",
+            "fwd",
+            "rev",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    names = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert names == [
+        "h1_no_inject_fwd_deterministic.json",
+        "h1_no_inject_rev_deterministic.json",
+        "h1_zero_replacement_fwd_deterministic.json",
+        "h1_zero_replacement_rev_deterministic.json",
+    ]
+    rev = load_result_file(tmp_path / "h1_zero_replacement_rev_deterministic.json")
+    assert rev.n == 3 and rev.models["model_b"] == "sender"
+    assert rev.models["layer_b"] == "gpt_neox.layers.2"
+    assert rev.diagnostics["mean_injected_norm"] == 0.0
+
+
+def _own_tokenizer_protocol(tiny_protocol: Path, tmp_path: Path, *, reverse: bool) -> Path:
+    """The tiny protocol with no tokenizer named: each model folder carries its own."""
+    import shutil
+
+    src = tiny_protocol.parent
+    for name in ("sender", "receiver", "eval.jsonl", "train.jsonl"):
+        copy = shutil.copytree if (src / name).is_dir() else shutil.copy
+        copy(src / name, tmp_path / name)
+    build_char_tokenizer(tmp_path / "sender", reverse=reverse)
+    build_char_tokenizer(tmp_path / "receiver")
+    text = tiny_protocol.read_text(encoding="utf-8").replace('tokenizer = "tok"', 'tokenizer = ""')
+    path = tmp_path / "own.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_each_model_may_read_with_its_own_identical_tokenizer(tiny_protocol, tmp_path) -> None:
+    proto = _own_tokenizer_protocol(tiny_protocol, tmp_path, reverse=False)
+    paths = run_protocol(
+        str(proto), tmp_path / "o", conditions=["b_to_b_self_inject"], limit=2, progress=False
+    )
+    prov = load_result_file(paths[0]).raw["provenance"]
+    assert prov["tokenizer"].endswith("receiver") and prov["sender_tokenizer"].endswith("sender")
+
+
+def test_differing_token_ids_refuse_sequence_level_injection(tiny_protocol, tmp_path) -> None:
+    proto = _own_tokenizer_protocol(tiny_protocol, tmp_path, reverse=True)
+    out = tmp_path / "o"
+    run_protocol(str(proto), out, conditions=["no_inject", "nl_relay"], limit=2, progress=False)
+    with pytest.raises(HarnessError, match="sample t00: sender and receiver token ids differ"):
+        run_protocol(str(proto), out, conditions=["replace"], limit=2, progress=False)
+
+
+def test_plan_counts_the_papers_grid() -> None:
+    proto = load_protocol("paper")
+    assert len(plan_jobs(proto, include_strict=False)) == 21
+    assert len(plan_jobs(proto)) == 24
+    assert len(plan_jobs(proto, include_appendix=True)) == 25
+
+
+def test_token_mismatch_refuses_sequence_level_conditions() -> None:
+    from types import SimpleNamespace
+
+    from harness.evalset import EvalRow
+    from harness.runner import check_token_match
+
+    rows = [EvalRow("a", "c", "q", "x"), EvalRow("b", "c", "q", "y")]
+    d = SimpleNamespace(ids_a=[[1, 2], [3, 4]], ids_b=[[1, 2], [3, 5]])
+    with pytest.raises(HarnessError, match="sample b: sender and receiver token ids differ"):
+        check_token_match(rows, d)
+
+
+@needs_artifact
+def test_paper_protocol_without_weights_fails_fast_with_how_to(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HARNESS_ALLOW_DOWNLOAD", raising=False)
+    t0 = time.perf_counter()
+    code = cli_main(
+        [
+            "--protocol",
+            "paper",
+            "--out",
+            str(tmp_path / "o"),
+            "--limit",
+            "2",
+            "--init",
+            "pretrained",
+            "--no-progress",
+            "--artifact",
+            str(ARTIFACT),
+        ]
+    )
+    assert code == 2 and time.perf_counter() - t0 < 60
+    with pytest.raises(HarnessError, match=r"HF_HOME.*local model directory"):
+        run_protocol(
+            "paper",
+            tmp_path / "o",
+            limit=2,
+            init="pretrained",
+            progress=False,
+            artifact=str(ARTIFACT),
+        )
+    assert not list((tmp_path / "o").glob("*.json")) if (tmp_path / "o").exists() else True
+
+
+@needs_artifact
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("HARNESS_RUN_SLOW") != "1",
+    reason="random-init Pythia run takes minutes on CPU; set HARNESS_RUN_SLOW=1",
+)
+def test_paper_protocol_random_init_writes_the_full_grid(tmp_path) -> None:
+    paths = run_protocol(
+        "paper",
+        tmp_path,
+        init="random",
+        limit=8,
+        train_limit=16,
+        progress=False,
+        artifact=str(ARTIFACT),
+    )
+    assert len(paths) == 24 and all(p.is_file() for p in paths)
+    for p in paths:
+        f = load_result_file(p)
+        assert f.n <= 8 and (f.n == 8 or "strict" in f.condition)
+
+
+def test_threads_apply_to_the_run_only(tiny_protocol, tmp_path, monkeypatch) -> None:
+    import harness.runner as runner_mod
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    original = runner_mod.load_pair
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "load_pair", spy)
+    run_protocol(
+        str(tiny_protocol),
+        tmp_path,
+        conditions=["no_inject"],
+        limit=2,
+        progress=False,
+        threads=before + 1,
+    )
+    assert seen == [before + 1] and torch.get_num_threads() == before
+    with pytest.raises(HarnessError, match="threads must be at least 1"):
+        run_protocol(str(tiny_protocol), tmp_path / "x", limit=2, progress=False, threads=0)
