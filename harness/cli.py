@@ -308,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact", help="paper artifact folder")
     p.add_argument("--source", action="append", help="restrict to these sources")
     p.set_defaults(fn=cmd_report)
+    sub.add_parser("bench", help="performance ratios (python -m harness bench --help)")
     try:
         from harness.runner_cli import add_run_parser
     except ImportError:  # the model half is optional for the result-file half
@@ -324,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the benchmark has its own parser (python -m harness bench --help)
+        from harness.bench import main_bench
+
+        return main_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

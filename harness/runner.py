@@ -14,6 +14,7 @@ out). Which files a run writes and their exact fields live in :mod:`harness.runn
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 
+from harness import events
 from harness.activations import Activations, capture
 from harness.conditions import CONDITIONS, Condition
 from harness.errors import HarnessError
@@ -151,6 +153,7 @@ class _Run:
     ) -> Activations:
         t0 = time.perf_counter()
         acts = capture(model, module, ids, site=site, pad_id=pad_id, batch_size=self.bs)
+        events.record("activations", key=f"{self.p.hash}:{site}:{len(ids)}:{_ids_hash(ids)}")
         self.timings["capture_s"] = self.timings.get("capture_s", 0.0) + time.perf_counter() - t0
         return acts
 
@@ -228,6 +231,7 @@ class _Run:
                 )
                 tr.metrics["fit_seconds"] = round(time.perf_counter() - t0, 3)
                 save_translator(tr, base)
+                events.record("translator", key=f"{self.p.hash}:{key}")
                 log.info(
                     "translator %s: %s",
                     key,
@@ -316,7 +320,9 @@ class _Run:
             batch_size=self.bs,
             n_eval=len(self.rows),
         )
-        return write_result_file(self.out, data)
+        path = write_result_file(self.out, data)
+        events.record("result_file", key=f"{self.p.hash}:{path.name}")
+        return path
 
     def _relay(self, d: _Direction, bar: Any) -> dict[str, Any]:
         tpl = self.p.prompt.relay_sender_template
@@ -398,6 +404,10 @@ class _Run:
 def _seed(job: Job) -> int:
     assert job.seed is not None
     return job.seed
+
+
+def _ids_hash(ids: Sequence[Sequence[int]]) -> str:
+    return _short_hash(json.dumps([list(x) for x in ids]))
 
 
 def _short_hash(text: str) -> str:

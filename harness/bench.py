@@ -1,0 +1,271 @@
+"""``python -m harness bench``: performance ratios, measured side by side in one run.
+
+1. injected / plain generation throughput (replace, additive) at Pythia-410M shape, random
+   weights, same batch; and our loop / Hugging Face ``generate``;
+2. batched (batch 32, left padded) / per-sample throughput on the paper's prompt lengths;
+3. ``pytest claims -n 2`` wall time cold vs warm, per source;
+4. the mini grid's wall time and how often each artefact (activations, translator, result
+   file) was computed across xdist workers (from the runner's event log);
+5. achieved matmul FLOP/s of generation vs a plain ``torch.mm`` roofline.
+
+It prints a table and writes a JSON report; it asserts nothing (speed is not a test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.io import atomic_write_json
+
+__all__ = ["generation_matmul_flops", "main_bench", "mm_roofline"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _time(fn: Callable[[], object], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def mm_roofline(n: int = 2048, repeats: int = 3) -> float:
+    """Achieved GFLOP/s of a plain float32 ``torch.mm`` of two n x n matrices."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    secs = _time(lambda: torch.mm(a, b), repeats)
+    return 2 * n**3 / secs / 1e9
+
+
+def generation_matmul_flops(
+    model: torch.nn.Module, prompt_lens: Sequence[int], new_tokens: int
+) -> float:
+    """Matmul FLOPs of greedy generation: 2 x (weights that multiply) x tokens processed.
+
+    Every position of the prompt goes through every linear layer and the LM head once, and so
+    does every generated token but the last; the input embedding is a lookup (not counted),
+    and attention-score FLOPs are ignored (small at these lengths).
+    """
+    emb = model.get_input_embeddings().weight.numel()
+    matmul_params = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2) - emb
+    tokens = sum(prompt_lens) + len(prompt_lens) * max(new_tokens - 1, 0)
+    return 2.0 * matmul_params * tokens
+
+
+def _prompt_lengths(k: int) -> list[int]:
+    """The paper's receiver prompt lengths (from the artifact when present), first k rows."""
+    from harness.artifact import find_artifact
+
+    root = find_artifact()
+    if root is not None:
+        data = json.loads((root / "results/final/h1_no_inject_fwd_deterministic.json").read_text())
+        lens = [r["prompt_len_b"] for r in data["per_sample"]]
+    else:
+        lens = [40 + (i * 7) % 25 for i in range(396)]
+    return [lens[i % len(lens)] for i in range(k)]
+
+
+def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -> dict[str, Any]:
+    from harness.activations import left_pad
+    from harness.generate import GenerationSettings, generate_batch
+    from harness.injection import InjectionSpec, PrefillInjection
+    from harness.models import load_model, resolve_block
+
+    model = load_model(shape, init="random", seed=0)
+    _, module, _ = resolve_block(model, 0.67)
+    gen = torch.Generator().manual_seed(0)
+    lens = _prompt_lengths(batch)
+    prompts = [torch.randint(10, 50_000, (n,), generator=gen).tolist() for n in lens]
+    settings = GenerationSettings(
+        max_new_tokens=new_tokens,
+        repetition_penalty=1.3,
+        no_repeat_ngram_size=3,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
+    ids, mask, _ = left_pad(prompts, 0)
+    dim = model.config.hidden_size
+    source = torch.randn(batch, ids.shape[1], dim, generator=gen) * mask[..., None]
+
+    def plain() -> None:
+        generate_batch(model, prompts, settings)
+
+    def injected(spec: InjectionSpec) -> Callable[[], None]:
+        def run() -> None:
+            with PrefillInjection(module, spec, source, mask) as hook:
+                generate_batch(model, prompts, settings, injection=hook)
+
+        return run
+
+    def hf() -> None:
+        with torch.inference_mode():
+            model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                repetition_penalty=1.3,
+                no_repeat_ngram_size=3,
+                pad_token_id=0,
+            )
+
+    def per_sample() -> None:
+        for p in prompts:
+            generate_batch(model, [p], settings)
+
+    plain()  # warm-up: allocator, kernels
+    t = {
+        "plain": _time(plain, repeats),
+        "replace": _time(injected(InjectionSpec("replace")), repeats),
+        "additive": _time(injected(InjectionSpec("additive", scale=0.01)), repeats),
+        "hf_generate": _time(hf, repeats),
+        "per_sample": _time(per_sample, 1),
+    }
+    flops = generation_matmul_flops(model, lens, new_tokens)
+    return {
+        "shape": shape,
+        "batch": batch,
+        "new_tokens": new_tokens,
+        "prompt_len_mean": sum(lens) / len(lens),
+        "seconds": {k: round(v, 3) for k, v in t.items()},
+        "injected_over_plain_replace": t["plain"] / t["replace"],
+        "injected_over_plain_additive": t["plain"] / t["additive"],
+        "ours_over_hf_generate": t["hf_generate"] / t["plain"],
+        "batched_over_per_sample": t["per_sample"] / t["plain"],
+        "gflops_batched": flops / t["plain"] / 1e9,
+        "gflops_per_sample": flops / t["per_sample"] / 1e9,
+    }
+
+
+def bench_claims(sources: Sequence[str], workers: int) -> dict[str, Any]:
+    """Cold (empty cache) then warm ``pytest claims`` per source, with artefact counts."""
+    from harness.events import count_events
+
+    out: dict[str, Any] = {}
+    for src in sources:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                **os.environ,
+                "HARNESS_CACHE": f"{tmp}/cache",
+                "HARNESS_EVENTS": f"{tmp}/events.jsonl",
+            }
+            cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "claims",
+                "--source",
+                src,
+                "-n",
+                str(workers),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--claims-status",
+                f"{tmp}/status.json",
+            ]
+            runs = {}
+            for phase in ("cold", "warm"):
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+                runs[phase] = {
+                    "seconds": round(time.perf_counter() - t0, 2),
+                    "exit_code": proc.returncode,
+                    "summary": (proc.stdout.strip().splitlines() or [""])[-1],
+                    "events": {
+                        k: sum(v.values()) for k, v in count_events(f"{tmp}/events.jsonl").items()
+                    },
+                }
+            ev = count_events(f"{tmp}/events.jsonl")
+            grid = None
+            done = list(Path(tmp, "cache").glob(f"{src}/*/complete.json"))
+            if done:
+                grid = json.loads(done[0].read_text()).get("seconds")
+            out[src] = {
+                **runs,
+                "warm_over_cold": runs["warm"]["seconds"] / runs["cold"]["seconds"],
+                "grid_seconds": grid,
+                "max_computations_per_artefact": {k: max(v.values()) for k, v in ev.items()},
+                "artefacts": {k: len(v) for k, v in ev.items()},
+            }
+    return out
+
+
+def main_bench(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m harness bench", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="out/bench.json")
+    p.add_argument("--shape", default="EleutherAI/pythia-410m", help="random-init architecture")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--sources", default="paper,mini", help="claims sources to time cold vs warm")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--skip", default="", help="comma list of parts to skip: generation,claims")
+    args = p.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    report: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "roofline_gflops": mm_roofline(),
+    }
+    if "generation" not in skip:
+        g = bench_generation(
+            batch=args.batch, new_tokens=args.new_tokens, repeats=args.repeats, shape=args.shape
+        )
+        g["batched_fraction_of_roofline"] = g["gflops_batched"] / report["roofline_gflops"]
+        g["per_sample_fraction_of_roofline"] = g["gflops_per_sample"] / report["roofline_gflops"]
+        report["generation"] = g
+    if "claims" not in skip:
+        report["claims"] = bench_claims([s for s in args.sources.split(",") if s], args.workers)
+    atomic_write_json(args.out, report)
+    print(render(report))
+    print(f"\nreport: {args.out}")
+    return 0
+
+
+def render(r: dict[str, Any]) -> str:
+    lines = [
+        f"machine: {r['machine']['cpus']} CPUs, torch {r['machine']['torch']}, "
+        f"{r['machine']['threads']} threads; torch.mm roofline {r['roofline_gflops']:.1f} GFLOP/s"
+    ]
+    g = r.get("generation")
+    if g:
+        lines += [
+            f"generation at {g['shape']} (random init), batch {g['batch']}, {g['new_tokens']} new tokens, "
+            f"prompt length {g['prompt_len_mean']:.1f}:",
+            f"  injected/plain throughput   replace {g['injected_over_plain_replace']:.3f}   "
+            f"additive {g['injected_over_plain_additive']:.3f}",
+            f"  our loop / HF generate      {g['ours_over_hf_generate']:.3f}",
+            f"  batched / per-sample        {g['batched_over_per_sample']:.2f}x",
+            f"  GFLOP/s batched {g['gflops_batched']:.1f} ({g['batched_fraction_of_roofline']:.0%} of roofline), "
+            f"per-sample {g['gflops_per_sample']:.1f} ({g['per_sample_fraction_of_roofline']:.0%})",
+            f"  seconds: {g['seconds']}",
+        ]
+    for src, c in (r.get("claims") or {}).items():
+        lines.append(
+            f"claims [{src}]: cold {c['cold']['seconds']:.1f}s, warm {c['warm']['seconds']:.1f}s "
+            f"(warm/cold {c['warm_over_cold']:.2f}); grid {c['grid_seconds']}s; "
+            f"artefacts {c['artefacts']}; max computations per artefact {c['max_computations_per_artefact']}; "
+            f"warm-run events {c['warm']['events'] or 'none'}"
+        )
+    return "\n".join(lines)

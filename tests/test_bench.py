@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from harness.bench import generation_matmul_flops, render
+from harness.events import count_events, record
+from tests.model_fixtures import tiny_model
+
+
+def test_matmul_flops_count_every_linear_weight_once_per_processed_token() -> None:
+    model = tiny_model()
+    emb = model.get_input_embeddings().weight.numel()
+    mats = sum(p.numel() for p in model.parameters() if p.dim() == 2) - emb
+    # two prompts of 5 and 7 tokens, 4 new tokens each: 12 prompt positions + 2 x 3 decode steps
+    assert generation_matmul_flops(model, [5, 7], 4) == 2.0 * mats * 18
+
+
+def test_events_are_counted_per_artefact(tmp_path, monkeypatch) -> None:
+    log = tmp_path / "events.jsonl"
+    record("translator", key="a")  # unset: a no-op
+    monkeypatch.setenv("HARNESS_EVENTS", str(log))
+    for key in ("a", "b", "a"):
+        record("translator", key=key)
+    record("result_file", key="x.json")
+    counts = count_events(log)
+    assert counts["translator"] == {"a": 2, "b": 1} and counts["result_file"] == {"x.json": 1}
+
+
+def test_render_reads_a_report() -> None:
+    rep = {"machine": {"cpus": 2, "torch": "2.13", "threads": 2}, "roofline_gflops": 100.0}
+    assert "roofline 100.0 GFLOP/s" in render(rep)
