@@ -36,6 +36,7 @@ __all__ = [
     "load_source",
     "mini_available",
     "pythia_weights_problem",
+    "weights_fingerprint",
 ]
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,27 @@ def pythia_weights_problem(protocol: Protocol) -> str | None:
     return None
 
 
+def weights_fingerprint(protocol: Protocol) -> str:
+    """Short hash of what the protocol's model names point at.
+
+    Local model and tokenizer folders are hashed file by file, so retrained weights never
+    reuse stale cached results; hub ids contribute their name and revision.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    m = protocol.models
+    for value in (m.sender, m.receiver, m.tokenizer):
+        h.update(f"{value}@{m.revision}\n".encode())
+        if not value or value.startswith("artifact:"):
+            continue
+        folder = protocol.resolve_path(value)
+        if folder.is_dir():
+            for f in sorted(p for p in folder.iterdir() if p.is_file()):
+                h.update(f"{f.name}:{sha256_file(f)}\n".encode())
+    return h.hexdigest()[:8]
+
+
 def _manifest(results: Path) -> dict[str, str]:
     return {p.name: sha256_file(p) for p in sorted(results.glob("*.json"))}
 
@@ -189,7 +211,7 @@ def cached_results(
     """
     from filelock import FileLock
 
-    root = cache_root() / name / protocol.hash
+    root = cache_root() / name / f"{protocol.hash}-{weights_fingerprint(protocol)}"
     results = root / "results"
     done = root / "complete.json"
     root.mkdir(parents=True, exist_ok=True)
