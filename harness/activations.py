@@ -15,7 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Activations", "block_output", "capture", "left_pad", "with_block_output"]
+from harness.errors import HarnessError
+
+__all__ = [
+    "Activations",
+    "block_output",
+    "capture",
+    "check_finite",
+    "left_pad",
+    "with_block_output",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,26 @@ class Activations:
     def concat(self) -> torch.Tensor:
         """All positions of all prompts stacked in order: ``[sum(len_i), dim]``."""
         return torch.cat(list(self.states), dim=0)
+
+
+def check_finite(
+    states: Sequence[torch.Tensor],
+    *,
+    what: str,
+    site: str,
+    labels: Sequence[str],
+    fix: str = "a weight of the model is NaN/inf or its forward overflows: check the "
+    "checkpoint, and run in float32",
+) -> None:
+    """Raise :class:`HarnessError` naming the first sample whose tensor holds NaN or inf.
+
+    ``what`` names the tensors ("sender activations"), ``site`` where they come from and
+    ``labels`` one sample id per tensor.
+    """
+    for label, x in zip(labels, states, strict=True):
+        if not bool(torch.isfinite(x).all()):
+            kind = "NaN" if bool(torch.isnan(x).any()) else "inf"
+            raise HarnessError(f"{kind} in {what} at {site} for sample {label}", fix)
 
 
 def left_pad(

@@ -33,6 +33,15 @@ def _dirs(args: argparse.Namespace) -> list[Path]:
     return [Path(d) for d in args.dirs] if args.dirs else _default_dirs(args.artifact)
 
 
+def _results(args: argparse.Namespace):
+    """The result set of ``args.dirs``; refuses an empty set or one mixing eval sets/protocols."""
+    from harness.results import ResultSet
+
+    rs = ResultSet.from_dirs(*_dirs(args))
+    rs.check_consistent()
+    return rs
+
+
 def _write_json(path: str | None, obj: Any) -> None:
     if path:
         from harness.io import atomic_write_json
@@ -62,10 +71,9 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from harness.results import ResultSet
     from harness.tables import summarize
 
-    rows = summarize(ResultSet.from_dirs(*_dirs(args)))
+    rows = summarize(_results(args))
     _print_table(
         ["condition", "dir", "runs", "n", "word_boundary", "+/-", "legacy", "EM", "norm EM"],
         [
@@ -90,7 +98,6 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from harness.results import ResultSet
     from harness.tables import compare
 
     stats = _protocol(args).stats
@@ -101,7 +108,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             tost_high=stats.tost_high if args.tost_high is None else args.tost_high,
         )
     metrics = tuple(args.metric or ["word_boundary_contains"])
-    rows = compare(ResultSet.from_dirs(*_dirs(args)), metrics=metrics, stats=stats)
+    rows = compare(_results(args), metrics=metrics, stats=stats)
     _print_table(
         [
             "condition",
@@ -170,11 +177,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from harness.audit import audit, label_counts
-    from harness.results import ResultSet
 
     proto = _protocol(args)
     rows = audit(
-        ResultSet.from_dirs(*_dirs(args)),
+        _results(args),
         proto.audit.conditions,
         per_file=args.per_file or proto.audit.per_file,
     )
@@ -191,11 +197,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from harness.audit import audit
     from harness.figures import write_figures
-    from harness.results import ResultSet
     from harness.tables import compare, summarize
 
     proto = _protocol(args)
-    rs = ResultSet.from_dirs(*_dirs(args))
+    rs = _results(args)
     paths = write_figures(
         args.out,
         rs,
@@ -345,3 +350,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a path that is a file, unwritable, or a full disk
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(
+            f"error: {exc.strerror or exc}{where} -- check the path, its permissions and free "
+            "space (--debug for a traceback)",
+            file=sys.stderr,
+        )
+        return HarnessError.exit_code

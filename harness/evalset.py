@@ -69,12 +69,14 @@ def load_evalset(
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as exc:
+        # JSONDecodeError, or ValueError/RecursionError for 5000-digit ints and deep nesting
+        except (ValueError, RecursionError) as exc:
             raise HarnessError(
-                f"{p}:{lineno}: not valid JSON ({exc.msg})", "fix or regenerate the eval file"
+                f"{p}:{lineno}: not valid JSON ({getattr(exc, 'msg', None) or str(exc)[:60]})",
+                "fix or regenerate the eval file",
             ) from None
         if not isinstance(obj, dict):
-            raise HarnessError(f"{p}:{lineno}: a row must be a JSON object")
+            raise HarnessError(f"{p}:{lineno}: a row must be a JSON object", "one object per line")
         for key in REQUIRED_FIELDS:
             if not isinstance(obj.get(key), str):
                 raise HarnessError(

@@ -285,11 +285,16 @@ def load_protocol(name_or_path: str | os.PathLike[str]) -> Protocol:
     for key in sorted(top):
         if key not in data:
             raise HarnessError(f"missing protocol key {key!r} in {path}", "add it")
-    proto = Protocol(
-        name=_coerce(data["name"], str, "name"),
-        description=_coerce(data["description"], str, "description"),
-        **{k: _build(cls, data[k], k) for k, cls in _SECTIONS.items()},
-        source_path=str(path.resolve()),
-    )
+    try:
+        proto = Protocol(
+            name=_coerce(data["name"], str, "name"),
+            description=_coerce(data["description"], str, "description"),
+            **{k: _build(cls, data[k], k) for k, cls in _SECTIONS.items()},
+            source_path=str(path.resolve()),
+        )
+    except HarnessError as exc:
+        if exc.fix:
+            raise HarnessError(f"{path}: {exc.what}", exc.fix) from None
+        raise HarnessError(f"{path}: {exc.what}", "correct the value in the TOML") from None
     _check(proto)
     return proto

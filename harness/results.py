@@ -116,6 +116,15 @@ def check_result_dict(data: Any, where: str) -> None:
     for key in REQUIRED_CONFIG:
         if key not in data["config"]:
             raise HarnessError(f"{where}: missing required field 'config.{key}'")
+    if not isinstance(data["config"]["clean_eval_hash"], str):
+        raise HarnessError(f"{where}: field 'config.clean_eval_hash' must be a string")
+    if not isinstance(data["config"]["generation"], dict):
+        raise HarnessError(f"{where}: field 'config.generation' must be an object")
+    for key in ("sender_generation",):
+        if data["config"].get(key) is not None and not isinstance(data["config"][key], dict):
+            raise HarnessError(f"{where}: field 'config.{key}' must be an object or null")
+    if data.get("provenance") is not None and not isinstance(data["provenance"], dict):
+        raise HarnessError(f"{where}: field 'provenance' must be an object")
     for key in REQUIRED_DIAGNOSTICS:
         if key not in data["diagnostics"]:
             raise HarnessError(f"{where}: missing required field 'diagnostics.{key}'")
@@ -172,6 +181,11 @@ def load_result_file(path: str | os.PathLike[str]) -> ResultFile:
             f"{p}: truncated or corrupt JSON ({exc.msg} at line {exc.lineno})",
             "delete the file and re-run; the runner resumes and rewrites it",
         ) from None
+    except (ValueError, RecursionError) as exc:  # e.g. a 5000-digit number, 10^5 nested lists
+        raise HarnessError(
+            f"{p}: unreadable JSON ({type(exc).__name__}: {str(exc)[:80]})",
+            "delete the file and re-run; the runner resumes and rewrites it",
+        ) from None
     return _from_dict(data, str(p))
 
 
@@ -195,6 +209,11 @@ def write_result_file(directory: str | os.PathLike[str], data: dict[str, Any]) -
         alpha = inj.get("alpha")
     name = result_filename(data["condition"], data["direction"], data["seed"], alpha)
     return atomic_write_json(Path(directory) / name, data)
+
+
+def _protocol_hash(f: ResultFile) -> Any:
+    prov = f.raw.get("provenance")
+    return prov.get("protocol_hash") if isinstance(prov, dict) else None
 
 
 class ResultSet:
@@ -222,6 +241,33 @@ class ResultSet:
                 )
             files.extend(load_result_file(f) for f in sorted(p.glob("*.json")))
         return cls(files)
+
+    def check_consistent(self) -> None:
+        """Refuse a set that is empty or mixes eval sets or protocols (pairing would be wrong).
+
+        Raises :class:`HarnessError` naming one file of each kind; ``validate`` lists them all.
+        """
+        if not self.files:
+            raise HarnessError(
+                "no result files (*.json) in the given folders",
+                "pass folders of h1_*.json result files (python -m harness run writes them)",
+            )
+        for what, value in (
+            ("eval hashes (config.clean_eval_hash)", lambda f: f.config.get("clean_eval_hash")),
+            ("protocol hashes (provenance.protocol_hash)", _protocol_hash),
+        ):
+            seen: dict[Any, str] = {}
+            for f in self.files:
+                v = value(f)
+                if v is not None:
+                    seen.setdefault(v if isinstance(v, str) else repr(v), f.name)
+            if len(seen) > 1:
+                (a, fa), (b, fb) = list(seen.items())[:2]
+                raise HarnessError(
+                    f"result files mix {len(seen)} {what}: {str(a)[:12]}... in {fa}, "
+                    f"{str(b)[:12]}... in {fb}",
+                    "pass folders from one run (python -m harness validate lists every file)",
+                )
 
     def __iter__(self) -> Iterator[ResultFile]:
         return iter(self.files)

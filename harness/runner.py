@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from harness import events
-from harness.activations import Activations, capture
+from harness.activations import Activations, capture, check_finite
 from harness.conditions import CONDITIONS, Condition
 from harness.errors import HarnessError
 from harness.evalset import EvalRow, load_evalset
@@ -41,7 +41,7 @@ from harness.injection import (
 )
 from harness.models import ModelPair, load_pair, resolve_block
 from harness.protocol import Protocol, load_protocol
-from harness.results import write_result_file
+from harness.results import load_result_file, write_result_file
 from harness.runner_records import (
     Job,
     build_result,
@@ -50,7 +50,13 @@ from harness.runner_records import (
     plan_jobs,
     provenance,
 )
-from harness.translator import Translator, fit_translator, load_translator, save_translator
+from harness.translator import (
+    CorruptTranslatorError,
+    Translator,
+    fit_translator,
+    load_translator,
+    save_translator,
+)
 
 __all__ = ["Job", "check_token_match", "plan_jobs", "run_protocol"]
 
@@ -149,10 +155,19 @@ class _Run:
         return self.dirs[name]
 
     def _capture(
-        self, model: Any, module: Any, site: str, ids: list[list[int]], pad_id: int
+        self,
+        model: Any,
+        module: Any,
+        site: str,
+        ids: list[list[int]],
+        pad_id: int,
+        *,
+        what: str,
+        labels: Sequence[str],
     ) -> Activations:
         t0 = time.perf_counter()
         acts = capture(model, module, ids, site=site, pad_id=pad_id, batch_size=self.bs)
+        check_finite(acts.states, what=what, site=site, labels=labels)
         events.record("activations", key=f"{self.p.hash}:{site}:{len(ids)}:{_ids_hash(ids)}")
         self.timings["capture_s"] = self.timings.get("capture_s", 0.0) + time.perf_counter() - t0
         return acts
@@ -160,14 +175,26 @@ class _Run:
     def sender_states(self, d: _Direction) -> Activations:
         if d.states_a is None:
             d.states_a = self._capture(
-                d.sender, d.module_a, d.site_a, d.ids_a, d.relay_settings.pad_token_id
+                d.sender,
+                d.module_a,
+                d.site_a,
+                d.ids_a,
+                d.relay_settings.pad_token_id,
+                what="sender activations",
+                labels=[r.sample_id for r in self.rows],
             )
         return d.states_a
 
     def receiver_states(self, d: _Direction) -> Activations:
         if d.states_b is None:
             d.states_b = self._capture(
-                d.receiver, d.module_b, d.site_b, d.ids_b, d.settings.pad_token_id
+                d.receiver,
+                d.module_b,
+                d.site_b,
+                d.ids_b,
+                d.settings.pad_token_id,
+                what="receiver activations",
+                labels=[r.sample_id for r in self.rows],
             )
         return d.states_b
 
@@ -188,10 +215,39 @@ class _Run:
                         "the translator pairs positions, so both models must share a tokenizer",
                     )
             pad_a, pad_b = d.relay_settings.pad_token_id, d.settings.pad_token_id
-            xa = self._capture(d.sender, d.module_a, d.site_a, ids_a, pad_a).concat()
-            xb = self._capture(d.receiver, d.module_b, d.site_b, ids_b, pad_b).concat()
+            labels = [f"{r.sample_id} (translator training)" for r in rows[: len(ids_a)]]
+            xa = self._capture(
+                d.sender,
+                d.module_a,
+                d.site_a,
+                ids_a,
+                pad_a,
+                what="sender activations",
+                labels=labels,
+            ).concat()
+            xb = self._capture(
+                d.receiver,
+                d.module_b,
+                d.site_b,
+                ids_b,
+                pad_b,
+                what="receiver activations",
+                labels=labels,
+            ).concat()
             d.train = (xa, xb)
         return d.train
+
+    def _cached_translator(self, d: _Direction, base: Path) -> Translator | None:
+        """The cached translator at ``base``, or None when absent or corrupt (then refit)."""
+        if not base.with_suffix(".safetensors").is_file():
+            return None
+        try:
+            return load_translator(
+                base, sender_dim=_width(d.sender), receiver_dim=_width(d.receiver)
+            )
+        except CorruptTranslatorError as exc:
+            log.warning("%s; refitting it", exc.what)
+            return None
 
     def translator(self, d: _Direction, seed: int) -> tuple[Translator, str]:
         if seed in d.translators:
@@ -211,9 +267,8 @@ class _Run:
         base = cache_dir / key
         cache_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(cache_dir / f"{key}.lock")):
-            if base.with_suffix(".safetensors").is_file():
-                tr = load_translator(base)
-            else:
+            tr = self._cached_translator(d, base)
+            if tr is None:
                 xa, xb = self._train_tokens(d)
                 t0 = time.perf_counter()
                 tr = fit_translator(
@@ -373,6 +428,14 @@ class _Run:
                 **tr.metrics,
             }
             translated = [tr(s) for s in self.sender_states(d).states]
+            check_finite(
+                translated,
+                what="translator output",
+                site=f"{d.site_a} -> {d.site_b} ({ckpt})",
+                labels=[r.sample_id for r in self.rows],
+                fix="the translator is numerically broken: delete it from the translator "
+                "cache to refit it, and check the sender activations",
+            )
             if name == "additive":
                 spec = InjectionSpec("additive", scale=ij.additive_scale)
                 sources = [t[-1:].expand_as(t) for t in translated]
@@ -399,6 +462,11 @@ class _Run:
         shown = extra.pop("translated", sources)
         tnorm = [float(s.float().norm(dim=-1).mean()) if s.shape[0] else 0.0 for s in shown]
         return {"pred": preds, "idx": idx, "translated_norm": tnorm, **stats}, extra
+
+
+def _width(model: Any) -> int:
+    """Hidden width of a model's residual stream (its input embedding size)."""
+    return int(model.get_input_embeddings().weight.shape[1])
 
 
 def _seed(job: Job) -> int:
@@ -448,6 +516,8 @@ def run_protocol(
 
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"--out {out} is a file, not a folder", "pass a folder path")
     jobs = plan_jobs(
         proto,
         conditions,
@@ -461,12 +531,11 @@ def run_protocol(
     todo = [j for j in jobs if not (out / j.filename).is_file()]
     for j in jobs:
         if j not in todo:
-            check_resumable(out / j.filename, proto, len(rows))
+            _check_existing(out / j.filename, proto, len(rows))
             log.info("resume: %s exists, skipped", j.filename)
     if not todo:
         return [out / j.filename for j in jobs]
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise HarnessError("--device cuda requested but CUDA is not available", "use --device cpu")
+    _check_device(device)
     with _torch_threads(threads):
         t0 = time.perf_counter()
         pair = load_pair(proto, device=device, init=init, tokenizer=tokenizer, init_seed=init_seed)
@@ -491,6 +560,35 @@ def run_protocol(
                 bar.set_postfix_str(job.filename, refresh=False)
                 run.run_job(job, bar)
     return [out / j.filename for j in jobs]
+
+
+def _check_existing(path: Path, proto: Protocol, n_rows: int) -> None:
+    """A file a resume keeps must be a valid result of this protocol over these rows."""
+    try:
+        load_result_file(path)
+    except HarnessError as exc:
+        raise HarnessError(
+            f"cannot resume: {exc.what}", "delete it and re-run; the runner rewrites it"
+        ) from None
+    check_resumable(path, proto, n_rows)
+
+
+def _check_device(device: str) -> None:
+    """Refuse an unknown or absent device before any model is loaded."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise HarnessError(f"unknown device {device!r}", "use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HarnessError(
+                "--device cuda requested but CUDA is not available", "use --device cpu"
+            )
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise HarnessError(
+                f"--device {device}: only {n} CUDA device(s) visible", f"use cuda:0 .. cuda:{n - 1}"
+            )
 
 
 @contextmanager

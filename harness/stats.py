@@ -77,6 +77,10 @@ def tost_paired(deltas: Sequence[float] | np.ndarray, low: float, high: float) -
     if not low < high:
         raise ValueError("TOST needs low < high")
     x = np.asarray(deltas, dtype=float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("tost_paired needs a non-empty 1-D sample")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("tost_paired got NaN or inf values")
     if x.size < 2:
         return 1.0
     if np.all(x == x[0]):

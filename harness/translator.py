@@ -14,6 +14,7 @@ prediction as is (what uncorrected replacement inserts) against the raw targets;
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,8 +27,10 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_bytes, atomic_write_json
 
 __all__ = [
+    "CorruptTranslatorError",
     "Translator",
     "TranslatorConfig",
+    "check_finite_translator",
     "evaluate_translator",
     "fit_translator",
     "load_translator",
@@ -250,33 +253,104 @@ def fit_translator(
     return t
 
 
+class CorruptTranslatorError(HarnessError):
+    """A cached translator whose files are missing, unreadable or fail their checksum.
+
+    The runner treats it as a cache miss and refits; anything else raises it as a plain
+    :class:`HarnessError`.
+    """
+
+
 def save_translator(t: Translator, path: str | os.PathLike[str]) -> Path:
-    """Write ``PATH.safetensors`` (weight, bias) and ``PATH.json`` (config, metrics) atomically."""
+    """Write ``PATH.json`` (config, metrics, SHA-256 of the weights), then ``PATH.safetensors``.
+
+    Both writes are atomic and the weights come last, so a crash in between leaves no
+    ``.safetensors`` (a cache miss) rather than weights without their config.
+    """
     from safetensors.torch import save
 
+    check_finite_translator(t, str(path))
     base = Path(path).with_suffix("")
     blob = save({"weight": t.weight.contiguous(), "bias": t.bias.contiguous()})
-    target = atomic_write_bytes(base.with_suffix(".safetensors"), blob)
     atomic_write_json(
         base.with_suffix(".json"),
-        {"config": dataclasses.asdict(t.config), "metrics": t.metrics},
+        {
+            "config": dataclasses.asdict(t.config),
+            "metrics": t.metrics,
+            "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        },
     )
-    return target
+    return atomic_write_bytes(base.with_suffix(".safetensors"), blob)
 
 
-def load_translator(path: str | os.PathLike[str]) -> Translator:
-    """Load a translator written by :func:`save_translator`."""
+def check_finite_translator(t: Translator, where: str) -> None:
+    """Refuse a translator whose weight or bias holds NaN or inf."""
+    for name, x in (("weight", t.weight), ("bias", t.bias)):
+        if not bool(torch.isfinite(x).all()):
+            raise CorruptTranslatorError(
+                f"translator {where}: {name} holds NaN or inf",
+                "refit it (delete the cached file; the runner refits), or lower the "
+                "learning rate / raise the ridge penalty in [translator]",
+            )
+
+
+def load_translator(
+    path: str | os.PathLike[str],
+    *,
+    sender_dim: int | None = None,
+    receiver_dim: int | None = None,
+) -> Translator:
+    """Load a translator written by :func:`save_translator`.
+
+    Missing, truncated or checksum-failing files raise :class:`CorruptTranslatorError`; with
+    ``sender_dim``/``receiver_dim`` given, a checkpoint of other shapes raises
+    :class:`HarnessError` naming both shapes.
+    """
     from safetensors.torch import load
 
     base = Path(path).with_suffix("")
     st, meta = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    fix = f"delete {base}.* (the runner refits it) or the whole cache folder"
     if not st.is_file() or not meta.is_file():
-        raise HarnessError(f"translator files missing at {base}", "delete the cache and re-run")
-    tensors = load(st.read_bytes())
-    info = json.loads(meta.read_text(encoding="utf-8"))
-    return Translator(
-        weight=tensors["weight"],
-        bias=tensors["bias"],
-        config=TranslatorConfig(**info["config"]),
-        metrics=info.get("metrics", {}),
-    )
+        raise CorruptTranslatorError(f"translator files missing at {base}", fix)
+    blob = st.read_bytes()
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        want = info.get("weights_sha256")
+        if want is not None and hashlib.sha256(blob).hexdigest() != want:
+            raise ValueError("weights do not match the SHA-256 recorded beside them")
+        tensors = load(blob)
+        t = Translator(
+            weight=tensors["weight"],
+            bias=tensors["bias"],
+            config=TranslatorConfig(**info["config"]),
+            metrics=info.get("metrics", {}),
+        )
+    except Exception as exc:  # any failure to parse the pair of files is corruption
+        raise CorruptTranslatorError(
+            f"translator checkpoint {st} is corrupt ({type(exc).__name__}: {exc})", fix
+        ) from None
+    _check_shapes(t, st, sender_dim, receiver_dim)
+    check_finite_translator(t, str(st))
+    return t
+
+
+def _check_shapes(
+    t: Translator, where: Path, sender_dim: int | None, receiver_dim: int | None
+) -> None:
+    cfg = t.config
+    stored = (tuple(t.weight.shape), tuple(t.bias.shape))
+    if stored != ((cfg.receiver_dim, cfg.sender_dim), (cfg.receiver_dim,)):
+        raise CorruptTranslatorError(
+            f"translator checkpoint {where} holds weight {list(stored[0])} and bias "
+            f"{list(stored[1])}, its config says {cfg.sender_dim} -> {cfg.receiver_dim}",
+            f"delete {where} (the runner refits it)",
+        )
+    want = (sender_dim or cfg.sender_dim, receiver_dim or cfg.receiver_dim)
+    if want != (cfg.sender_dim, cfg.receiver_dim):
+        raise HarnessError(
+            f"translator checkpoint {where} maps {cfg.sender_dim} -> {cfg.receiver_dim} "
+            f"dims but the models need {want[0]} -> {want[1]}",
+            "it was fitted for other models (the weights changed under the same protocol): "
+            "delete the translator cache and the stale result files, or use a fresh --out",
+        )

@@ -86,9 +86,23 @@ def _singleton_buckets(grid: list[ResultFile], strict_names: set[str]) -> int:
     """Prompt-length buckets holding one sample, from a full-n file's per-sample lengths."""
     for f in grid:
         if f.condition not in strict_names and f.per_sample and "prompt_len_b" in f.per_sample[0]:
-            lengths = Counter(r["prompt_len_b"] for r in f.per_sample)
+            lengths = Counter(_h(r["prompt_len_b"]) for r in f.per_sample)
             return sum(1 for v in lengths.values() if v == 1)
     return 0
+
+
+def _h(value: Any) -> Any:
+    """``value`` if hashable, else its repr (a malformed file must not crash the report)."""
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _prov(f: ResultFile) -> dict[str, Any]:
+    prov = f.raw.get("provenance")
+    return prov if isinstance(prov, dict) else {}
 
 
 def validate(
@@ -164,7 +178,7 @@ def validate(
 
     strict_names = set(protocol.run.strict_conditions)
     # A run limited to the first k eval rows (``run --limit k``) declares it in provenance.
-    limits = {(f.raw.get("provenance") or {}).get("n_eval_rows") for f in loaded}
+    limits = {_h(_prov(f).get("n_eval_rows")) for f in loaded}
     n_full, n_strict = protocol.eval.n, protocol.eval.strict_n
     if len(limits) == 1 and isinstance(k := next(iter(limits)), int) and k < protocol.eval.n:
         n_full, n_strict = k, k - _singleton_buckets(grid, strict_names)
@@ -240,7 +254,7 @@ def validate(
             )
         )
 
-    protos = Counter((f.raw.get("provenance") or {}).get("protocol_hash") for f in loaded)
+    protos = Counter(_h(_prov(f).get("protocol_hash")) for f in loaded)
     protos.pop(None, None)
     _check(
         checks,
@@ -315,12 +329,12 @@ def validate(
                 st.append(f"{f.name}: self-fallback {fb} ({selfs} rows)")
             if ex != excluded_want:
                 st.append(f"{f.name}: excluded singletons {ex}, expected {excluded_want}")
-            plen = {r.get("idx"): r.get("prompt_len_b") for r in f.per_sample}
+            plen = {_h(r.get("idx")): r.get("prompt_len_b") for r in f.per_sample}
             cross = sum(
                 1
                 for r in f.per_sample
-                if r.get("shuffle_donor_idx") in plen
-                and plen[r["shuffle_donor_idx"]] != r.get("prompt_len_b")
+                if _h(r.get("shuffle_donor_idx")) in plen
+                and plen[_h(r["shuffle_donor_idx"])] != r.get("prompt_len_b")
             )
             if cross:
                 st.append(f"{f.name}: {cross} donors from another prompt-length bucket")

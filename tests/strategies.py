@@ -13,3 +13,32 @@ plain_texts = st.lists(ascii_words, min_size=0, max_size=20).map(" ".join)
 any_text = st.text(max_size=200)
 # Paired per-sample deltas of 0/1 outcomes.
 deltas = st.lists(st.sampled_from([-1.0, 0.0, 1.0]), min_size=1, max_size=300)
+
+# --- error-path fuzzing (tests/test_fuzz.py) ---
+# Any JSON value, including NaN/inf floats, huge strings and nesting.
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+    | st.text(min_size=1, max_size=8).map(lambda s: s * 1000)  # huge strings
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=5)
+    ),
+    max_leaves=20,
+)
+# Lines of an eval JSONL: raw unicode, JSON of any shape, or rows with some fields present.
+eval_row_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "context": json_scalars,
+        "question": json_scalars,
+        "answer": json_scalars,
+        "clean_eval_id": json_values,
+        "hops": json_values,
+    },
+)

@@ -1,0 +1,479 @@
+"""Every bad input gets one clear line and exit code 2 (through the real command line).
+
+Each test feeds one bad input to ``python -m harness`` (``harness.cli.main`` in process, a
+subprocess for a few) and checks the exit code and the ``error: ...`` line: what is wrong,
+where, and how to fix it. Runs use a tiny random GPT-NeoX pair saved into a temp folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.cli import main
+from harness.errors import HarnessError
+from harness.io import sha256_file
+from harness.models import block_index, resolve_block
+from harness.translator import Translator, load_translator, save_translator
+from tests.helpers import ARTIFACT
+from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, write_tiny_protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> Path:
+    """Tokenizer, sender (3 x 32), receiver (6 x 48), and copies with a NaN embedding for 'K'."""
+    d = tmp_path_factory.mktemp("pair")
+    tok = build_char_tokenizer(d / "tok")
+    k = tok.convert_tokens_to_ids("K")  # only "Kyiv" (sample t05) has a K
+    for name, seed, hidden, layers in (("sender", 1, 32, 3), ("receiver", 2, 48, 6)):
+        model = tiny_model(seed, hidden=hidden, layers=layers)
+        model.save_pretrained(d / name)
+        with torch.no_grad():
+            model.get_input_embeddings().weight[k] = float("nan")
+        model.save_pretrained(d / f"{name}_nan")
+    rows = "".join(json.dumps(r) + "\n" for r in EVAL_ROWS)
+    (d / "eval.jsonl").write_text(rows, encoding="utf-8")
+    train = [{k: v for k, v in r.items() if k != "clean_eval_id"} for r in EVAL_ROWS * 2]
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
+    return d
+
+
+def make_protocol(
+    pair: Path,
+    where: Path,
+    *,
+    eval_text: str | bytes | None = None,
+    eval_sha: str | None = None,
+    sender: str = "sender",
+    receiver: str = "receiver",
+    tokenizer: str = "tok",
+    edit: tuple[str, str] | None = None,
+) -> Path:
+    """A tiny protocol in ``where`` (its own eval file if ``eval_text`` is given)."""
+    where.mkdir(parents=True, exist_ok=True)
+    eval_path = pair / "eval.jsonl"
+    if eval_text is not None:
+        eval_path = where / "eval.jsonl"
+        data = eval_text.encode() if isinstance(eval_text, str) else eval_text
+        eval_path.write_bytes(data)
+    path = write_tiny_protocol(
+        where,
+        sender=str(pair / sender),
+        receiver=str(pair / receiver),
+        tokenizer=str(pair / tokenizer) if tokenizer else "",
+        eval_path=str(eval_path),
+        eval_sha=eval_sha or sha256_file(eval_path),
+        train_path=str(pair / "train.jsonl"),
+        n=len(EVAL_ROWS),
+        strict_n=2,
+        seeds=(42,),
+    )
+    if edit is not None:
+        text = path.read_text(encoding="utf-8")
+        assert edit[0] in text
+        path.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """Run the command line in process -> (exit code, the one ``error:`` line or '')."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) <= 1, err
+    return code, errors[0] if errors else ""
+
+
+def run_cli(capsys, protocol: Path, out: Path, *extra: str) -> tuple[int, str]:
+    return cli(
+        capsys,
+        "run",
+        "--protocol",
+        protocol,
+        "--out",
+        out,
+        "--no-progress",
+        "--limit",
+        "3",
+        *extra,
+    )
+
+
+def expect(code_err: tuple[int, str], pattern: str, code: int = 2) -> None:
+    got_code, line = code_err
+    assert got_code == code, line
+    assert re.search(pattern, line), line
+    assert " -- " in line, f"no fix given: {line}"
+
+
+@pytest.fixture(scope="module")
+def results(pair: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """(protocol, folder) of a small finished run: no_inject, nl_relay, replace (seed 42)."""
+    d = tmp_path_factory.mktemp("results")
+    proto = make_protocol(pair, d)
+    out = d / "out"
+    assert (
+        main(
+            [
+                "run",
+                "--protocol",
+                str(proto),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--limit",
+                "3",
+                "--conditions",
+                "no_inject,nl_relay,replace",
+            ]
+        )
+        == 0
+    )
+    return proto, out
+
+
+# -- the eval file -----------------------------------------------------------------------
+
+
+def test_a_missing_eval_file_is_named_with_the_protocol_key_to_fix(pair, tmp_path, capsys):
+    proto = make_protocol(pair, tmp_path, edit=(str(pair / "eval.jsonl"), "nowhere.jsonl"))
+    expect(
+        run_cli(capsys, proto, tmp_path / "o"), r"eval file not found: .*nowhere\.jsonl.*eval\.path"
+    )
+
+
+GOOD = json.dumps(EVAL_ROWS[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (GOOD + "\n{not json\n", r"eval\.jsonl:2: not valid JSON .*fix or regenerate"),
+        (GOOD + '\n{"context": "c", "question": "q"}\n', r"eval\.jsonl:2: missing .* 'answer'"),
+        (GOOD + '\n{"context": "c", "question": 3, "answer": "a"}\n', r":2: .*'question'"),
+        ("", r"eval file .*eval\.jsonl is empty"),
+        ("\n\n  \n", r"eval file .*eval\.jsonl is empty"),
+        (GOOD + "\n[1, 2]\n", r"eval\.jsonl:2: a row must be a JSON object"),
+        (GOOD + "\n" + GOOD + "\n", r"duplicate sample ids"),
+        (b'{"context": "\xff"}\n', r"not UTF-8 text \(byte \d+\).*re-encode"),
+        ("9" * 5000 + "\n", r"eval\.jsonl:1: not valid JSON"),
+    ],
+    ids=[
+        "bad-json",
+        "missing-field",
+        "non-string-field",
+        "empty-file",
+        "blank-lines-only",
+        "not-an-object",
+        "duplicate-ids",
+        "not-utf8",
+        "monster-number",
+    ],
+)
+def test_a_malformed_eval_file_names_file_line_and_fix(pair, tmp_path, capsys, text, pattern):
+    proto = make_protocol(pair, tmp_path, eval_text=text)
+    expect(run_cli(capsys, proto, tmp_path / "o"), pattern)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.json"))
+
+
+def test_an_eval_file_with_another_sha256_is_refused(pair, tmp_path, capsys):
+    proto = make_protocol(pair, tmp_path, eval_sha="0" * 64)
+    expect(
+        run_cli(capsys, proto, tmp_path / "o"),
+        r"eval file .* has SHA-256 [0-9a-f]{12}\.\.\., the protocol expects 000000000000\.\.\. "
+        r"-- use the frozen eval file, or update eval\.sha256",
+    )
+
+
+# -- the protocol ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (
+            ("relative_depth = 0.67", "relative_dept = 0.67"),
+            r"unknown protocol key models\.relative_dept -- check the spelling; allowed keys in \[models\]",
+        ),
+        (
+            ("[audit]", "[audits]"),
+            r"unknown protocol key 'audits' in .*tiny\.toml -- allowed top-level keys",
+        ),
+        (("max_length = 256", 'max_length = "256"'), r"prompt\.max_length must be int, got '256'"),
+        (("do_sample = false", "do_sample = 0"), r"decoding\.do_sample must be true or false"),
+        (("seeds = [42]", "seeds = 42"), r"run\.seeds must be a list"),
+        (("ridge = 1e-3\n", ""), r"missing protocol key translator\.ridge -- add it"),
+        (("[stats]", "[stats"), r"malformed protocol .*tiny\.toml.* -- fix the TOML syntax"),
+        (
+            ('"no_inject", "nl_relay"', '"no_injection", "nl_relay"'),
+            r"unknown condition 'no_injection' in .* -- use one of",
+        ),
+        (
+            ("relative_depth = 0.67", "relative_depth = 1.5"),
+            r"models\.relative_depth = 1\.5 is out of range .* strictly between 0 and 1",
+        ),
+        (
+            ("relative_depth = 0.67", "relative_depth = 0"),
+            r"models\.relative_depth = 0\.0 is out of range",
+        ),
+    ],
+    ids=[
+        "typo-key",
+        "typo-section",
+        "wrong-type",
+        "bool-as-int",
+        "scalar-for-list",
+        "missing-key",
+        "bad-toml",
+        "unknown-condition",
+        "depth-above-1",
+        "depth-zero",
+    ],
+)
+def test_a_bad_protocol_is_refused_naming_the_key(pair, tmp_path, capsys, edit, pattern):
+    proto = make_protocol(pair, tmp_path, edit=edit)
+    code, line = run_cli(capsys, proto, tmp_path / "o")
+    assert code == 2 and re.search(pattern, line), line
+    code, line = cli(capsys, "validate", tmp_path, "--protocol", proto)  # every command
+    assert code == 2 and re.search(pattern, line), line
+
+
+def test_an_unknown_protocol_name_lists_the_known_ones(tmp_path, capsys):
+    expect(
+        cli(capsys, "run", "--protocol", "papr", "--out", tmp_path, "--no-progress"),
+        r"protocol not found: papr -- use one of: .*paper",
+    )
+
+
+# -- layers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("depth", "n_layers", "pattern"),
+    [
+        (0.0, 12, r"relative depth 0\.0 is out of range -- use a value in \(0, 1\)"),
+        (1.0, 12, r"relative depth 1\.0 is out of range"),
+        (-0.3, 12, r"out of range"),
+        (float("nan"), 12, r"out of range"),
+        (0.5, 0, r"resolves to block 0 of a 0-layer model -- choose a depth"),
+    ],
+    ids=["zero", "one", "negative", "nan", "no-layers"],
+)
+def test_a_depth_or_layer_out_of_range_is_refused(depth, n_layers, pattern):
+    with pytest.raises(HarnessError, match=pattern):
+        block_index(depth, n_layers)
+
+
+def test_a_model_without_a_known_block_list_is_refused():
+    with pytest.raises(HarnessError, match=r"unsupported architecture Linear: no gpt_neox\.layers"):
+        resolve_block(torch.nn.Linear(2, 2), 0.67)
+
+
+# -- models and tokenizers ---------------------------------------------------------------
+
+
+def test_differing_token_ids_stop_a_sequence_level_condition(pair, tmp_path, capsys):
+    own = tmp_path / "own"
+    for name in ("sender", "receiver"):
+        shutil.copytree(pair / name, own / name)
+    build_char_tokenizer(own / "sender", reverse=True)
+    build_char_tokenizer(own / "receiver")
+    shutil.copy(pair / "train.jsonl", own / "train.jsonl")
+    shutil.copy(pair / "eval.jsonl", own / "eval.jsonl")
+    proto = make_protocol(own, tmp_path, tokenizer="")
+    expect(
+        run_cli(capsys, proto, tmp_path / "o", "--conditions", "replace"),
+        r"sample t00: sender and receiver token ids differ \(\d+ vs \d+ tokens\).* -- use models "
+        r"that share a tokenizer, or run only no_inject and nl_relay",
+    )
+
+
+def test_paper_protocol_without_weights_fails_fast_in_one_line(tmp_path):
+    """``python -m harness run --protocol paper`` with an empty HF cache: exit 2, one line."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    env.pop("HARNESS_ALLOW_DOWNLOAD", None)
+    argv = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--protocol",
+        "paper",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    argv += ["--limit", "2", "--no-progress"] + (["--artifact", str(ARTIFACT)] if ARTIFACT else [])
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    if ARTIFACT:
+        assert re.search(
+            r"weights for 'EleutherAI/pythia-160m' not found locally .* -- set "
+            r"HARNESS_ALLOW_DOWNLOAD=1 .* HF_HOME .*--init random needs no weights",
+            lines[0],
+        )
+    assert not list((tmp_path / "o").glob("*.json")) if (tmp_path / "o").exists() else True
+
+
+def test_an_unknown_device_or_a_file_as_out_folder_is_one_line(results, tmp_path, capsys):
+    proto, _ = results
+    expect(
+        run_cli(capsys, proto, tmp_path / "o", "--device", "gpu0"),
+        r"unknown device 'gpu0' -- use cpu, cuda or cuda:N",
+    )
+    (tmp_path / "file").write_text("x")
+    expect(run_cli(capsys, proto, tmp_path / "file"), r"--out .*file is a file, not a folder")
+
+
+# -- translator checkpoints and numerical failures ---------------------------------------
+
+
+def _cached(out: Path) -> Path:
+    (st,) = sorted((out / ".cache" / "translators").glob("*/*.safetensors"))
+    return st
+
+
+def _rerun_replace(results, tmp_path: Path, translator: Translator | None) -> Path:
+    """A copy of the finished run whose cached translator is replaced and replace file removed."""
+    src = results[1]
+    out = tmp_path / "out"
+    shutil.copytree(src, out)
+    (out / "h1_replace_fwd_seed42.json").unlink()
+    if translator is not None:
+        save_translator(translator, _cached(out))
+    return out
+
+
+def _translator(like: Path, ds: int, dr: int, value: float = 0.0) -> Translator:
+    """A well-formed translator ``ds -> dr`` with the config and metrics of ``like``."""
+    cached = load_translator(like)
+    cfg = dataclasses.replace(cached.config, sender_dim=ds, receiver_dim=dr)
+    w = torch.full((dr, ds), value) if value else torch.randn(dr, ds)
+    return Translator(weight=w, bias=torch.zeros(dr), config=cfg, metrics=dict(cached.metrics))
+
+
+def test_a_cached_translator_of_other_shapes_is_refused(results, tmp_path, capsys):
+    out = _rerun_replace(results, tmp_path, _translator(_cached(results[1]), 5, 7))
+    expect(
+        run_cli(capsys, results[0], out, "--conditions", "no_inject,nl_relay,replace"),
+        r"translator checkpoint .*\.safetensors maps 5 -> 7 dims but the models need 32 -> 48 -- "
+        r".*delete the translator cache",
+    )
+    with pytest.raises(HarnessError, match=r"maps 5 -> 7 dims but the models need 32 -> 7"):
+        load_translator(_cached(out), sender_dim=32)
+
+
+def test_inf_in_the_translator_output_names_site_and_sample(results, tmp_path, capsys):
+    out = _rerun_replace(results, tmp_path, _translator(_cached(results[1]), 32, 48, value=3e38))
+    expect(
+        run_cli(capsys, results[0], out, "--conditions", "no_inject,nl_relay,replace"),
+        r"(inf|NaN) in translator output at gpt_neox\.layers\.2 -> gpt_neox\.layers\.4 .* for "
+        r"sample t00 -- .*refit",
+    )
+
+
+def test_nan_in_receiver_activations_names_site_and_sample(pair, tmp_path, capsys):
+    proto = make_protocol(pair, tmp_path, receiver="receiver_nan")
+    code_err = cli(
+        capsys,
+        "run",
+        "--protocol",
+        proto,
+        "--out",
+        tmp_path / "o",
+        "--no-progress",
+        "--conditions",
+        "b_to_b_self_inject",
+    )
+    expect(
+        code_err,
+        r"NaN in receiver activations at gpt_neox\.layers\.4 for sample t05 -- .*NaN/inf",
+    )
+
+
+def test_nan_in_sender_activations_names_the_training_prompt(pair, tmp_path, capsys):
+    proto = make_protocol(pair, tmp_path, sender="sender_nan")
+    expect(
+        run_cli(capsys, proto, tmp_path / "o", "--conditions", "replace"),
+        r"NaN in sender activations at gpt_neox\.layers\.2 for sample row_000005 "
+        r"\(translator training\) -- ",
+    )
+
+
+# -- result files ------------------------------------------------------------------------
+
+
+def test_a_truncated_result_file_is_named_by_summarize_and_validate(results, tmp_path, capsys):
+    proto, src = results
+    out = tmp_path / "r"
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns(".cache"))
+    victim = out / "h1_replace_fwd_seed42.json"
+    victim.write_text(victim.read_text()[:500])
+    expect(
+        cli(capsys, "summarize", out),
+        r"h1_replace_fwd_seed42\.json: truncated or corrupt JSON .* -- delete the file and re-run",
+    )
+    code = main(["validate", str(out), "--protocol", str(proto)])
+    report = capsys.readouterr().out
+    assert code == 1 and re.search(r"\[FAIL\] required_fields .*h1_replace_fwd_seed42", report)
+    victim.write_text(json.dumps({"condition": "replace"}))  # valid JSON, not a result file
+    expect(
+        cli(capsys, "compare", out, "--protocol", proto), r"missing required field 'schema_version'"
+    )
+    expect(
+        run_cli(capsys, proto, out, "--conditions", "no_inject,nl_relay,replace"),
+        r"cannot resume: .*h1_replace_fwd_seed42\.json: missing required field .* -- delete it",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "check"),
+    [("clean_eval_hash", "clean_eval_hash"), ("protocol_hash", "single_protocol")],
+    ids=["eval-hash", "protocol-hash"],
+)
+def test_a_result_set_mixing_eval_sets_or_protocols_is_refused(
+    results, tmp_path, capsys, field, check
+):
+    proto, src = results
+    out = tmp_path / "r"
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns(".cache"))
+    victim = out / "h1_nl_relay_fwd_deterministic.json"
+    data = json.loads(victim.read_text())
+    block = data["config"] if field == "clean_eval_hash" else data["provenance"]
+    block[field] = "f" * 16
+    victim.write_text(json.dumps(data))
+    code = main(["validate", str(out), "--protocol", str(proto)])
+    report = capsys.readouterr().out
+    assert code == 1 and re.search(rf"\[FAIL\] {check} .*mix 2", report), report
+    expect(cli(capsys, "summarize", out), r"result files mix 2 .*ffffffffffff\.\.\. in h1_nl_relay")
+
+
+def test_an_empty_or_missing_result_folder_is_one_line(tmp_path, capsys):
+    expect(cli(capsys, "summarize", tmp_path), r"no result files \(\*\.json\) in the given folders")
+    expect(cli(capsys, "summarize", tmp_path / "nope"), r"result directory not found: .*nope")
+
+
+def test_debug_shows_the_traceback_instead(tmp_path, capsys):
+    with pytest.raises(HarnessError, match="result directory not found"):
+        main(["--debug", "summarize", str(tmp_path / "nope")])

@@ -1,0 +1,212 @@
+"""No run loses data: kill -9 and resume, concurrent runs into one folder, a corrupt cache.
+
+A run killed at any point leaves only complete result files (temp files are dot-prefixed
+``.tmp`` that no loader reads); re-running completes the grid and every file equals, field
+for field apart from timings, the file of an uninterrupted run. Processes sharing one output
+folder fit each translator once (file lock) and agree; a corrupt cached translator is
+detected and refitted to the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.io import sha256_file
+from harness.results import load_result_file
+from harness.runner import run_protocol
+from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, write_tiny_protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+N_FILES = 10  # the tiny grid with one seed: 3 deterministic + 6 seeded + 1 strict
+TEMP = re.compile(r"^\..+\.tmp$")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def protocol(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("tiny")
+    build_char_tokenizer(d / "tok")
+    tiny_model(1, hidden=32, layers=3).save_pretrained(d / "sender")
+    tiny_model(2, hidden=48, layers=6).save_pretrained(d / "receiver")
+    (d / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in EVAL_ROWS))
+    train = [{k: v for k, v in r.items() if k != "clean_eval_id"} for r in EVAL_ROWS * 2]
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    return write_tiny_protocol(
+        d,
+        sender="sender",
+        receiver="receiver",
+        tokenizer="tok",
+        eval_path="eval.jsonl",
+        eval_sha=sha256_file(d / "eval.jsonl"),
+        train_path="train.jsonl",
+        n=len(EVAL_ROWS),
+        strict_n=2,
+        seeds=(42,),
+        batch_size=4,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(protocol, tmp_path_factory) -> Path:
+    """An uninterrupted run, in process."""
+    out = tmp_path_factory.mktemp("reference")
+    run_protocol(str(protocol), out, progress=False, threads=1)
+    assert len(list(out.glob("*.json"))) == N_FILES
+    return out
+
+
+def stable(path: Path) -> str:
+    """A result file without its volatile fields (times, timings, git hash), as JSON text."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.pop("created_at")
+    data.pop("elapsed_sec")
+    data["provenance"].pop("timings")
+    data["provenance"].pop("git_hash")  # the lead may commit between two runs
+    if "translator" in data:
+        data["translator"].pop("fit_seconds")
+    return json.dumps(data, ensure_ascii=False)
+
+
+def assert_same_files(out: Path, reference: Path, names: list[str] | None = None) -> None:
+    """``out`` holds the same result files as ``reference`` (or its ``names``), timings apart."""
+    want = names or sorted(p.name for p in reference.glob("*.json"))
+    names = sorted(p.name for p in out.glob("*.json"))
+    assert names == want
+    for name in names:
+        assert stable(out / name) == stable(reference / name), name
+
+
+def assert_no_partial_files(out: Path) -> None:
+    """Every ``*.json`` is a complete, valid result; anything else is a dot-prefixed temp."""
+    for p in out.iterdir():
+        if p.is_dir():
+            continue
+        if p.suffix == ".json":
+            load_result_file(p)  # raises on a partial or invalid file
+        else:
+            assert TEMP.match(p.name), f"stray file {p.name}"
+
+
+def spawn(
+    protocol: Path, out: Path, log: Path, *extra: str, run_args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """``python -m harness [extra] run ...`` in the background; stdout and stderr go to ``log``
+    (a file, not a pipe: a full pipe would block a process that holds the translator lock)."""
+    argv = [sys.executable, "-m", "harness", *extra, "run", "--protocol", str(protocol)]
+    argv += ["--out", str(out), "--threads", "1", "--no-progress", *run_args]
+    with open(log, "wb") as fh:
+        return subprocess.Popen(argv, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_run(protocol, reference, tmp_path):
+    out = tmp_path / "out"
+    log = tmp_path / "run.log"
+    proc = spawn(protocol, out, log)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("h1_*.json")):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no result file within 90 s"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = {p.name: p.read_bytes() for p in out.glob("*.json")}
+    assert 1 <= len(done) < N_FILES, "the run finished before the kill"
+    assert_no_partial_files(out)
+
+    run_protocol(str(protocol), out, progress=False, threads=1)
+    assert {n: (out / n).read_bytes() for n in done} == done  # kept, not recomputed
+    assert_no_partial_files(out)
+    assert_same_files(out, reference)
+
+
+def test_processes_sharing_one_folder_fit_each_translator_once_and_agree(
+    protocol, reference, tmp_path, caplog
+):
+    """A subprocess and this process run into one folder at the same time."""
+    out = tmp_path / "shared"
+    conditions = ["replace", "additive", "no_inject"]  # translator conditions first
+    log = tmp_path / "sub.log"
+    proc = spawn(protocol, out, log, "--debug", run_args=("--conditions", ",".join(conditions)))
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / ".cache" / "translators").is_dir():  # it is about to take the lock
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the subprocess never reached the translator"
+            time.sleep(0.01)
+        with caplog.at_level(logging.INFO, logger="harness.runner"):
+            run_protocol(str(protocol), out, conditions=conditions, progress=False, threads=1)
+        assert proc.wait(timeout=180) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    fits = [line for line in log.read_text().splitlines() if "harness.runner: translator " in line]
+    fits += [r.getMessage() for r in caplog.records if r.getMessage().startswith("translator ")]
+    assert len(fits) == 1, fits  # the other process waited on the lock and loaded it
+    assert_no_partial_files(out)
+    names = sorted(
+        [
+            "h1_additive_fwd_seed42.json",
+            "h1_no_inject_fwd_deterministic.json",
+            "h1_replace_fwd_seed42.json",
+        ]
+    )
+    assert_same_files(out, reference, names=names)
+
+
+def _corrupt_truncate(st: Path) -> None:
+    st.write_bytes(st.read_bytes()[:100])
+
+
+def _corrupt_flip(st: Path) -> None:
+    data = bytearray(st.read_bytes())
+    data[-8] ^= 0xFF  # a weight byte: still parses, the checksum catches it
+    st.write_bytes(bytes(data))
+
+
+def _corrupt_sidecar(st: Path) -> None:
+    st.with_suffix(".json").unlink()
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [_corrupt_truncate, _corrupt_flip, _corrupt_sidecar],
+    ids=["truncated", "flipped-byte", "sidecar-missing"],
+)
+def test_a_corrupt_cached_translator_is_detected_and_refitted(
+    protocol, reference, tmp_path, caplog, corrupt
+):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    (st,) = (out / ".cache" / "translators").glob("*/*.safetensors")
+    corrupt(st)
+    for p in out.glob("h1_*.json"):
+        if "translator" in json.loads(p.read_text()):
+            p.unlink()
+    with caplog.at_level(logging.WARNING, logger="harness.runner"):
+        run_protocol(str(protocol), out, progress=False, threads=1)
+    assert any("refitting it" in r.getMessage() for r in caplog.records)
+    assert_same_files(out, reference)
+    assert st.read_bytes() == next((reference / ".cache").rglob("*.safetensors")).read_bytes()
