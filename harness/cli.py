@@ -335,6 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harness.bench import main_bench
 
         return main_bench(argv[1:])
+    if argv[:1] == ["mini"] and argv[1:2] in (["train"], ["evaluate"]):  # own parsers
+        from harness.mini import evaluate, train
+
+        return int((train if argv[1] == "train" else evaluate).main(argv[2:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,0 +1,4 @@
+"""The embedded miniature model pair: task generator, tokenizer, training, evaluation.
+
+See ``harness/mini/README.md`` (the model card).
+"""
