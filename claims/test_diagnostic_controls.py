@@ -1,4 +1,4 @@
-"""Section 4.3 -- Diagnostic controls, each isolating one rival explanation (+ Appendix B)."""
+"""Section 4.3 -- Diagnostic controls, each isolating one rival explanation (+ zero replacement)."""
 
 from __future__ import annotations
 
