@@ -203,7 +203,8 @@ def cached_results(
 ) -> Path:
     """The result folder of ``protocol`` for source ``name``, computing it at most once.
 
-    The folder lives under ``cache_root()/name/protocol.hash``. ``compute(results_dir)`` runs
+    The folder lives under ``cache_root()/name/<protocol hash>-<weights fingerprint>``.
+    ``compute(results_dir)`` runs
     under a file lock (so concurrent xdist workers and processes wait for the first one), its
     output must pass the validator, and a ``complete.json`` manifest with every file's SHA-256
     is written last. A hit re-checks the manifest: a corrupt or missing entry is recomputed
@@ -272,7 +273,9 @@ def computation_count(name: str | None = None) -> int:
     return sum(1 for r in rows if name is None or r["source"] == name)
 
 
-def _runner_compute(name: str, protocol: Protocol, device: str) -> Callable[[Path], object]:
+def _runner_compute(
+    name: str, protocol: Protocol, device: str, artifact: str | None = None
+) -> Callable[[Path], object]:
     def compute(results: Path) -> object:
         from harness.runner import run_protocol
 
@@ -288,6 +291,7 @@ def _runner_compute(name: str, protocol: Protocol, device: str) -> Callable[[Pat
             include_appendix=True,
             threads=threads,
             progress=False,
+            artifact=artifact,
         )
 
     return compute
@@ -318,7 +322,7 @@ def load_source(name: str, *, artifact: str | None = None, device: str = "cpu") 
             raise SourceUnavailable(f"pythia needs the paper's eval set: {exc}") from None
         eval_path = proto.resolve_path(proto.eval.path, artifact)
         results = cached_results(
-            "pythia", proto, _runner_compute(name, proto, device), eval_path=eval_path
+            "pythia", proto, _runner_compute(name, proto, device, artifact), eval_path=eval_path
         )
         return Source("pythia", proto, [results], eval_path)
     raise HarnessError(f"unknown source {name!r}", f"use one of: {', '.join(SOURCE_NAMES)}")
