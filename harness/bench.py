@@ -179,17 +179,24 @@ def bench_claims(sources: Sequence[str], workers: int) -> dict[str, Any]:
                 f"{tmp}/status.json",
             ]
             runs = {}
+            before: dict[str, int] = {}
             for phase in ("cold", "warm"):
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+                seconds = time.perf_counter() - t0
+                totals = {
+                    k: sum(v.values()) for k, v in count_events(f"{tmp}/events.jsonl").items()
+                }
                 runs[phase] = {
-                    "seconds": round(time.perf_counter() - t0, 2),
+                    "seconds": round(seconds, 2),
                     "exit_code": proc.returncode,
                     "summary": (proc.stdout.strip().splitlines() or [""])[-1],
+                    # artefacts computed during this phase only
                     "events": {
-                        k: sum(v.values()) for k, v in count_events(f"{tmp}/events.jsonl").items()
+                        k: n - before.get(k, 0) for k, n in totals.items() if n - before.get(k, 0)
                     },
                 }
+                before = totals
             ev = count_events(f"{tmp}/events.jsonl")
             grid = None
             done = list(Path(tmp, "cache").glob(f"{src}/*/complete.json"))
