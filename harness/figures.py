@@ -88,7 +88,8 @@ def fig_deltas(rows: list[ComparisonRow], baseline: str, path: Path, title: str)
     ax.set_xlabel(f"paired word-boundary delta vs {_label(baseline)} (pp, 95% bootstrap CI)")
     lo = min((r.ci_low for r in rows), default=-0.1) * 100
     hi = max((r.ci_high for r in rows), default=0.1) * 100
-    ax.set_xlim(lo - 1, hi + 9)
+    span = max(hi - lo, 1.0)
+    ax.set_xlim(lo - 0.05 * span, hi + 0.45 * span)  # room for the value labels
     ax.set_title(title)
     return _save(fig, path)
 
