@@ -30,14 +30,6 @@ from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, wr
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> Path:
     """Tokenizer, sender (3 x 32), receiver (6 x 48), and copies with a NaN embedding for 'K'."""

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from harness.io import sha256_file
 from harness.results import load_result_file
@@ -31,14 +30,6 @@ from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, wr
 ROOT = Path(__file__).resolve().parent.parent
 N_FILES = 10  # the tiny grid with one seed: 3 deterministic + 6 seeded + 1 strict
 TEMP = re.compile(r"^\..+\.tmp$")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

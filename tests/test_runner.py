@@ -24,14 +24,6 @@ SEEDS = (42, 123)
 N_FILES = 3 + 6 * len(SEEDS) + len(SEEDS)  # deterministic + seeded primary + strict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_protocol(tmp_path_factory) -> Path:
     """A protocol over a tiny sender (3 layers, 32 wide) and receiver (6 layers, 48 wide)."""

@@ -18,14 +18,6 @@ from harness.translator import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(n: int = 600, ds: int = 12, dr: int = 16, noise: float = 0.01, seed: int = 0):
     """Receiver states that are a linear function of the sender's (plus a little noise)."""
     gen = torch.Generator().manual_seed(seed)
