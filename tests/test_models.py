@@ -21,15 +21,6 @@ from harness.models import (
 from tests.model_fixtures import build_char_tokenizer, tiny_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest single-threaded (and do not fight a busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize(
     ("depth", "n_layers", "expected"),
     [(0.67, 12, 8), (0.67, 24, 16), (0.5, 12, 6), (0.7, 10, 7), (0.01, 12, 0), (0.99, 12, 11)],
