@@ -179,3 +179,31 @@ conditions = ["no_inject"]
     path = directory / "tiny.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def build_tiny_experiment(directory: Path, *, seeds: tuple[int, ...], batch_size: int = 4) -> Path:
+    """Tokenizer, a tiny sender (3 x 32) and receiver (6 x 48), eval and train JSONL, and a
+    protocol over them in ``directory``; returns the protocol path."""
+    import json
+
+    from harness.io import sha256_file
+
+    build_char_tokenizer(directory / "tok")
+    tiny_model(1, hidden=32, layers=3).save_pretrained(directory / "sender")
+    tiny_model(2, hidden=48, layers=6).save_pretrained(directory / "receiver")
+    (directory / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in EVAL_ROWS))
+    train = [{k: v for k, v in r.items() if k != "clean_eval_id"} for r in EVAL_ROWS * 2]
+    (directory / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    return write_tiny_protocol(
+        directory,
+        sender="sender",
+        receiver="receiver",
+        tokenizer="tok",
+        eval_path="eval.jsonl",
+        eval_sha=sha256_file(directory / "eval.jsonl"),
+        train_path="train.jsonl",
+        n=len(EVAL_ROWS),
+        strict_n=2,
+        seeds=seeds,
+        batch_size=batch_size,
+    )

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.io import sha256_file
 from harness.results import load_result_file
 from harness.runner import run_protocol
-from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, write_tiny_protocol
+from tests.model_fixtures import (
+    build_tiny_experiment,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 N_FILES = 10  # the tiny grid with one seed: 3 deterministic + 6 seeded + 1 strict
@@ -34,26 +35,8 @@ TEMP = re.compile(r"^\..+\.tmp$")
 
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("tiny")
-    build_char_tokenizer(d / "tok")
-    tiny_model(1, hidden=32, layers=3).save_pretrained(d / "sender")
-    tiny_model(2, hidden=48, layers=6).save_pretrained(d / "receiver")
-    (d / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in EVAL_ROWS))
-    train = [{k: v for k, v in r.items() if k != "clean_eval_id"} for r in EVAL_ROWS * 2]
-    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
-    return write_tiny_protocol(
-        d,
-        sender="sender",
-        receiver="receiver",
-        tokenizer="tok",
-        eval_path="eval.jsonl",
-        eval_sha=sha256_file(d / "eval.jsonl"),
-        train_path="train.jsonl",
-        n=len(EVAL_ROWS),
-        strict_n=2,
-        seeds=(42,),
-        batch_size=4,
-    )
+    """A protocol over a tiny sender (3 layers, 32 wide) and receiver (6 layers, 48 wide)."""
+    return build_tiny_experiment(tmp_path_factory.mktemp("tiny"), seeds=(42,))
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,16 @@ import torch
 
 from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
-from harness.io import sha256_file
 from harness.protocol import load_protocol
 from harness.results import ResultSet, load_result_file
 from harness.runner import plan_jobs, run_protocol
 from harness.runner_cli import main as cli_main
 from tests.helpers import ARTIFACT, FINAL, STRICT, needs_artifact
-from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, write_tiny_protocol
+from tests.model_fixtures import (
+    EVAL_ROWS,
+    build_char_tokenizer,
+    build_tiny_experiment,
+)
 
 SEEDS = (42, 123)
 N_FILES = 3 + 6 * len(SEEDS) + len(SEEDS)  # deterministic + seeded primary + strict
@@ -27,29 +30,7 @@ N_FILES = 3 + 6 * len(SEEDS) + len(SEEDS)  # deterministic + seeded primary + st
 @pytest.fixture(scope="module")
 def tiny_protocol(tmp_path_factory) -> Path:
     """A protocol over a tiny sender (3 layers, 32 wide) and receiver (6 layers, 48 wide)."""
-    d = tmp_path_factory.mktemp("tiny")
-    build_char_tokenizer(d / "tok")
-    tiny_model(1, hidden=32, layers=3).save_pretrained(d / "sender")
-    tiny_model(2, hidden=48, layers=6).save_pretrained(d / "receiver")
-    with open(d / "eval.jsonl", "w", encoding="utf-8") as fh:
-        for row in EVAL_ROWS:
-            fh.write(json.dumps(row) + "\n")
-    with open(d / "train.jsonl", "w", encoding="utf-8") as fh:
-        for row in EVAL_ROWS * 2:
-            fh.write(json.dumps({k: v for k, v in row.items() if k != "clean_eval_id"}) + "\n")
-    return write_tiny_protocol(
-        d,
-        sender="sender",
-        receiver="receiver",
-        tokenizer="tok",
-        eval_path="eval.jsonl",
-        eval_sha=sha256_file(d / "eval.jsonl"),
-        train_path="train.jsonl",
-        n=len(EVAL_ROWS),
-        strict_n=2,
-        seeds=SEEDS,
-        batch_size=4,
-    )
+    return build_tiny_experiment(tmp_path_factory.mktemp("tiny"), seeds=SEEDS)
 
 
 @pytest.fixture(scope="module")
