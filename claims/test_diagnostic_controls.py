@@ -41,27 +41,31 @@ def test_same_norm_random_injection_drops_word_boundary_accuracy_to_zero(source:
     assert acc == 0.0, f"same_norm_random word-boundary accuracy {acc * 100:.2f}%"
 
 
+def _at_replacement_level(source: Source, condition: str) -> tuple[bool, str]:
+    """Destructive (CI vs no-injection below zero) and within a quarter of the replacement drop."""
+    row = cmp(source, condition, "no_inject")
+    drop = source.wb("no_inject") - source.wb("replace")
+    diff = abs(source.wb(condition) - source.wb("replace"))
+    ok = row.ci_high < 0 and diff <= 0.25 * drop
+    return ok, (
+        f"{ci(row)}; |{condition} - replace| = {diff * 100:.2f} pp "
+        f"vs replacement drop {drop * 100:.2f} pp"
+    )
+
+
 def test_shuffled_translation_is_destructive_at_the_replacement_level(source: Source) -> None:
     """ "The full-n shuffled translation condition pairs translated states with the wrong
     samples and is destructive at the same level as replacement." (same level: within a
     quarter of the replacement drop)"""
-    row = cmp(source, "shuffled_translation", "no_inject")
-    drop = source.wb("no_inject") - source.wb("replace")
-    diff = abs(source.wb("shuffled_translation") - source.wb("replace"))
-    assert row.ci_high < 0 and diff <= 0.25 * drop, (
-        f"{ci(row)}; |shuffled - replace| = {diff * 100:.2f} pp vs replacement drop {drop * 100:.2f} pp"
-    )
+    ok, detail = _at_replacement_level(source, "shuffled_translation")
+    assert ok, detail
 
 
 def test_strict_matched_shuffle_is_destructive_at_the_replacement_level(source: Source) -> None:
     """ "The strict matched shuffled control evaluates on the 383-sample subset that excludes
     singleton prompt-length buckets [...] and remains destructive at the same level." """
-    row = cmp(source, "shuffled_translation_strict_matched", "no_inject")
-    drop = source.wb("no_inject") - source.wb("replace")
-    diff = abs(source.wb("shuffled_translation_strict_matched") - source.wb("replace"))
-    assert row.ci_high < 0 and diff <= 0.25 * drop, (
-        f"{ci(row)}; |strict - replace| = {diff * 100:.2f} pp vs replacement drop {drop * 100:.2f} pp"
-    )
+    ok, detail = _at_replacement_level(source, "shuffled_translation_strict_matched")
+    assert ok, detail
 
 
 def _singleton_buckets(source: Source) -> int:

@@ -31,27 +31,24 @@ def test_additive_injection_has_the_highest_accuracy_among_transfer_conditions(
     assert best == "additive", {c: round(v, 4) for c, v in accs.items()}
 
 
+def _stably_above(source: Source, baseline: str) -> list[str]:
+    """Transfer conditions whose paired CI against ``baseline`` lies entirely above zero."""
+    need(source, baseline, *TRANSFER_CONDITIONS)
+    rows = [cmp(source, c, baseline) for c in TRANSFER_CONDITIONS]
+    return [ci(r) for r in rows if r.ci_low > 0]
+
+
 def test_no_transfer_condition_stably_beats_nl_relay(source: Source) -> None:
     """ "The activation-transfer conditions do not provide a stable improvement over the text
     communication baseline." (Figure 4) -- no paired CI vs relay lies above zero."""
-    need(source, "nl_relay", *TRANSFER_CONDITIONS)
-    above = [
-        ci(cmp(source, c, "nl_relay"))
-        for c in TRANSFER_CONDITIONS
-        if cmp(source, c, "nl_relay").ci_low > 0
-    ]
+    above = _stably_above(source, "nl_relay")
     assert not above, above
 
 
 def test_no_transfer_condition_stably_beats_no_injection(source: Source) -> None:
     """ "The tested activation-transfer mechanism does not outperform either no-injection or
     natural-language relay" -- no paired CI vs no-injection lies above zero."""
-    need(source, "no_inject", *TRANSFER_CONDITIONS)
-    above = [
-        ci(cmp(source, c, "no_inject"))
-        for c in TRANSFER_CONDITIONS
-        if cmp(source, c, "no_inject").ci_low > 0
-    ]
+    above = _stably_above(source, "no_inject")
     assert not above, above
 
 
