@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "CAUSAL_MODES",
     "CONDITIONS",
     "DIRECTIONS",
+    "EXTENSION_CONDITIONS",
     "MAIN_TABLE_CONDITIONS",
     "PRIMARY_CONDITIONS",
     "STRICT_CONDITIONS",
@@ -79,6 +81,10 @@ CONDITIONS: dict[str, Condition] = {
             "shuffled (strict)",
         ),
         Condition("zero_replacement", "appendix", True, None, False, True, "zero replacement"),
+        # Beyond the paper (issue #9): the same injections with a translator trained through
+        # the frozen receiver on its answer loss (harness.causal).
+        Condition("causal_replace", "extension", False, None, True, True, "causal replace"),
+        Condition("causal_additive", "extension", False, None, True, True, "causal additive"),
     )
 }
 
@@ -86,6 +92,11 @@ PRIMARY_CONDITIONS: tuple[str, ...] = tuple(
     n for n, c in CONDITIONS.items() if c.group == "primary"
 )
 STRICT_CONDITIONS: tuple[str, ...] = tuple(n for n, c in CONDITIONS.items() if c.group == "strict")
+EXTENSION_CONDITIONS: tuple[str, ...] = tuple(
+    n for n, c in CONDITIONS.items() if c.group == "extension"
+)
+# Which injection each causal condition trains for and applies.
+CAUSAL_MODES: dict[str, str] = {"causal_replace": "replace", "causal_additive": "additive"}
 # The paper's main table rows (Section 4.1); the audit slice uses the first six.
 MAIN_TABLE_CONDITIONS: tuple[str, ...] = PRIMARY_CONDITIONS + STRICT_CONDITIONS
 

@@ -11,13 +11,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from harness.audit import AuditRow, label_counts
-from harness.conditions import CONDITIONS
+from harness.conditions import CONDITIONS, EXTENSION_CONDITIONS
 from harness.results import ResultSet
 from harness.tables import ComparisonRow, SummaryRow
 
 __all__ = ["write_figures"]
 
-_NEUTRAL, _BASE, _BAD = "#7a869a", "#2b6cb0", "#c0392b"
+_NEUTRAL, _BASE, _BAD, _EXT = "#7a869a", "#2b6cb0", "#c0392b", "#d69e2e"
+
+
+def _color(cond: str) -> str:
+    """Baselines blue, the paper's transfer conditions grey, extensions (beyond the paper) amber."""
+    if cond in ("no_inject", "nl_relay"):
+        return _BASE
+    c = CONDITIONS.get(cond)
+    return _EXT if c is not None and c.group == "extension" else _NEUTRAL
 
 
 def _label(cond: str) -> str:
@@ -40,7 +48,7 @@ def fig_accuracy(rows: list[SummaryRow], path: Path, title: str) -> Path:
     names = [_label(r.condition) for r in rows]
     means = [r.means["word_boundary_contains"] * 100 for r in rows]
     errs = [(r.stds["word_boundary_contains"] or 0.0) * 100 for r in rows]
-    colors = [_BASE if r.condition in ("no_inject", "nl_relay") else _NEUTRAL for r in rows]
+    colors = [_color(r.condition) for r in rows]
     ax.bar(names, means, yerr=errs, color=colors, capsize=3)
     base = next(
         (r.means["word_boundary_contains"] * 100 for r in rows if r.condition == "no_inject"), None
@@ -145,6 +153,64 @@ def fig_audit(rows: list[AuditRow], path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
+def fig_causal(
+    results: ResultSet, comparisons: list[ComparisonRow], path: Path, title: str
+) -> Path:
+    """The causal translator (beyond the paper): held-out answer NLL while it trains, per seed
+    and mode, against the clean receiver; and eval deltas vs no injection, linear vs causal."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    clean = None
+    for cond, ls in (("causal_replace", "-"), ("causal_additive", "--")):
+        for f in results.runs(cond, "fwd"):
+            t = f.raw.get("translator") or {}
+            hist = t.get("val_nll_history") or []
+            if hist:
+                xs, ys = zip(*hist, strict=True)
+                ax1.plot(xs, ys, ls, color=_EXT, alpha=0.8, label=f"{_label(cond)} seed {f.seed}")
+                clean = t.get("val_answer_nll_no_inject", clean)
+    if clean is not None:
+        ax1.axhline(clean, color=_BASE, lw=1.2, label=f"no injection ({clean:.3f})")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("optimiser step")
+    ax1.set_ylabel("held-out answer NLL (translator prompts)")
+    ax1.set_title("training through the frozen receiver", fontsize=10)
+    ax1.legend(frameon=False, fontsize=7)
+    pairs = [("replace", "causal_replace"), ("additive", "causal_additive")]
+    by = {
+        r.condition: r
+        for r in comparisons
+        if r.baseline == "no_inject"
+        and r.direction == "fwd"
+        and r.metric == "word_boundary_contains"
+    }
+    y = 0
+    ticks, labels = [], []
+    for lin, cau in pairs:
+        for cond, color in ((lin, _NEUTRAL), (cau, _EXT)):
+            r = by.get(cond)
+            if r is None:
+                continue
+            ax2.errorbar(
+                r.delta * 100,
+                y,
+                xerr=[[(r.delta - r.ci_low) * 100], [(r.ci_high - r.delta) * 100]],
+                fmt="o",
+                color=color,
+                capsize=3,
+            )
+            ax2.text(r.ci_high * 100 + 0.5, y, f"{r.delta * 100:+.2f}", va="center", fontsize=7)
+            ticks.append(y)
+            labels.append(f"{_label(cond)} (n={r.n_pairs})")
+            y -= 1
+        y -= 0.5
+    ax2.axvline(0, color="black", lw=0.8)
+    ax2.set_yticks(ticks, labels)
+    ax2.set_xlabel("paired word-boundary delta vs no injection (pp, 95% CI)")
+    ax2.set_title("eval: linear (grey) vs causal (amber) translator", fontsize=10)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def write_figures(
     out_dir: str | os.PathLike[str],
     results: ResultSet,
@@ -154,11 +220,11 @@ def write_figures(
     *,
     source: str = "",
 ) -> list[Path]:
-    """Write fig2..fig6 PNGs into ``out_dir``; returns their paths."""
+    """Write fig2..fig6 PNGs into ``out_dir`` (+ fig7 when causal runs exist); their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tag = f" [{source}]" if source else ""
-    return [
+    paths = [
         fig_accuracy(
             summary,
             out / "fig2_word_boundary_by_condition.png",
@@ -181,3 +247,13 @@ def write_figures(
             audit_rows, out / "fig6_audit_labels.png", f"Metric-disagreement audit labels{tag}"
         ),
     ]
+    if any(results.runs(c, "fwd") for c in EXTENSION_CONDITIONS):
+        paths.append(
+            fig_causal(
+                results,
+                comparisons,
+                out / "fig7_causal_translator.png",
+                f"Beyond the paper: a causally trained translator{tag}",
+            )
+        )
+    return paths

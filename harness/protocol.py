@@ -23,6 +23,7 @@ from harness.errors import HarnessError
 __all__ = [
     "PROTOCOL_DIR",
     "AuditSpec",
+    "CausalSpec",
     "DecodingSpec",
     "EvalSpec",
     "InjectionSpec",
@@ -102,6 +103,7 @@ class RunSpec:
     conditions: tuple[str, ...]
     strict_conditions: tuple[str, ...]
     appendix_conditions: tuple[str, ...]
+    extension_conditions: tuple[str, ...]
     batch_size: int
 
 
@@ -116,6 +118,21 @@ class TranslatorSpec:
     val_frac: float
     ridge: float
     max_train_prompts: int
+
+
+@dataclass(frozen=True)
+class CausalSpec:
+    """The causal translator's training recipe (beyond the paper; see harness.causal)."""
+
+    lr: float
+    weight_decay: float
+    steps: int
+    batch_size: int
+    warmup_frac: float
+    val_frac: float
+    eval_every: int
+    alignment_weight: float
+    rank: int
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,7 @@ class Protocol:
     injection: InjectionSpec
     run: RunSpec
     translator: TranslatorSpec
+    causal: CausalSpec
     stats: StatsSpec
     audit: AuditSpec
     source_path: str = dataclasses.field(default="", compare=False)
@@ -193,6 +211,7 @@ _SECTIONS: dict[str, type] = {
     "injection": InjectionSpec,
     "run": RunSpec,
     "translator": TranslatorSpec,
+    "causal": CausalSpec,
     "stats": StatsSpec,
     "audit": AuditSpec,
 }
@@ -244,7 +263,10 @@ def _check(p: Protocol) -> None:
             f"models.relative_depth = {p.models.relative_depth} is out of range in {where}",
             "use a value strictly between 0 and 1 (the paper uses 0.67)",
         )
-    for c in p.run.conditions + p.run.strict_conditions + p.run.appendix_conditions:
+    run = p.run
+    for c in (
+        run.conditions + run.strict_conditions + run.appendix_conditions + run.extension_conditions
+    ):
         if c not in CONDITIONS:
             raise HarnessError(
                 f"unknown condition {c!r} in {where}", f"use one of: {', '.join(CONDITIONS)}"
@@ -254,6 +276,12 @@ def _check(p: Protocol) -> None:
             raise HarnessError(f"unknown direction {d!r} in {where}", "use 'fwd' and/or 'rev'")
     if not p.run.seeds:
         raise HarnessError(f"run.seeds is empty in {where}", "give at least one seed")
+    c = p.causal
+    if c.steps < 1 or c.batch_size < 1 or c.eval_every < 1 or c.rank < 0 or c.lr <= 0:
+        raise HarnessError(
+            f"[causal] in {where} needs steps, batch_size, eval_every >= 1, rank >= 0, lr > 0",
+            "correct the values (rank 0 means a full-rank map)",
+        )
     if p.translator.method not in ("adamw", "ridge"):
         raise HarnessError(
             f"translator.method = {p.translator.method!r} in {where}", "use 'adamw' or 'ridge'"

@@ -14,6 +14,7 @@ out). Which files a run writes and their exact fields live in :mod:`harness.runn
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import torch
 
 from harness import events
 from harness.activations import Activations, capture, check_finite
-from harness.conditions import CONDITIONS, Condition
+from harness.conditions import CAUSAL_MODES, CONDITIONS, Condition
 from harness.errors import HarnessError
 from harness.evalset import EvalRow, load_evalset
 from harness.generate import GenerationSettings, decode_new, generate_tokens
@@ -84,8 +85,10 @@ class _Direction:
     relay_settings: GenerationSettings  # the sender's relay decoding
     states_a: Activations | None = None
     states_b: Activations | None = None
-    translators: dict[int, tuple[Translator, str]] = field(default_factory=dict)
+    translators: dict[Any, tuple[Translator, str]] = field(default_factory=dict)
     train: tuple[torch.Tensor, torch.Tensor] | None = None
+    # translator-training rows, their receiver prompt ids and per-prompt sender states
+    train_prompts: tuple[list[EvalRow], list[list[int]], Activations] | None = None
 
 
 class _Run:
@@ -216,7 +219,7 @@ class _Run:
                     )
             pad_a, pad_b = d.relay_settings.pad_token_id, d.settings.pad_token_id
             labels = [f"{r.sample_id} (translator training)" for r in rows[: len(ids_a)]]
-            xa = self._capture(
+            sender_acts = self._capture(
                 d.sender,
                 d.module_a,
                 d.site_a,
@@ -224,7 +227,8 @@ class _Run:
                 pad_a,
                 what="sender activations",
                 labels=labels,
-            ).concat()
+            )
+            xa = sender_acts.concat()
             xb = self._capture(
                 d.receiver,
                 d.module_b,
@@ -235,6 +239,7 @@ class _Run:
                 labels=labels,
             ).concat()
             d.train = (xa, xb)
+            d.train_prompts = (rows[: len(ids_b)], ids_b, sender_acts)
         return d.train
 
     def _cached_translator(self, d: _Direction, base: Path) -> Translator | None:
@@ -255,17 +260,8 @@ class _Run:
         from filelock import FileLock
 
         ts = self.p.translator
-        n_train = (
-            ts.max_train_prompts
-            if self.train_limit is None
-            else min(ts.max_train_prompts, self.train_limit)
-        )
-        tok_tag = _short_hash(self.pair.tokenizer_source + self.pair.sender_tokenizer_source)
-        init = self.pair.init if self.pair.init == "pretrained" else f"random{self.init_seed}"
-        key = f"{init}-tok{tok_tag}-{d.direction}-seed{seed}-n{n_train}"
-        cache_dir = self.out / ".cache" / "translators" / self.p.hash
+        key, cache_dir = self._translator_key(d, seed)
         base = cache_dir / key
-        cache_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(cache_dir / f"{key}.lock")):
             tr = self._cached_translator(d, base)
             if tr is None:
@@ -295,6 +291,87 @@ class _Run:
         rel = os.path.relpath(base.with_suffix(".safetensors"), self.out)
         d.translators[seed] = (tr, rel)
         return d.translators[seed]
+
+    def _translator_key(self, d: _Direction, seed: int, kind: str = "") -> tuple[str, Path]:
+        """Cache key and folder of a translator (``kind`` prefixes non-linear ones)."""
+        ts = self.p.translator
+        n_train = (
+            ts.max_train_prompts
+            if self.train_limit is None
+            else min(ts.max_train_prompts, self.train_limit)
+        )
+        tok_tag = _short_hash(self.pair.tokenizer_source + self.pair.sender_tokenizer_source)
+        init = self.pair.init if self.pair.init == "pretrained" else f"random{self.init_seed}"
+        key = f"{kind}{init}-tok{tok_tag}-{d.direction}-seed{seed}-n{n_train}"
+        cache_dir = self.out / ".cache" / "translators" / self.p.hash
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        return key, cache_dir
+
+    def causal_translator(self, d: _Direction, seed: int, condition: str) -> tuple[Translator, str]:
+        """The translator trained through the receiver for ``condition`` (cached like the
+        linear one; initialised from the linear translator of the same seed)."""
+        if (condition, seed) in d.translators:
+            return d.translators[(condition, seed)]
+        from filelock import FileLock
+
+        from harness.causal import CausalConfig, CausalExample, fit_causal_translator
+
+        mode = CAUSAL_MODES[condition]
+        linear, _ = self.translator(d, seed)
+        key, cache_dir = self._translator_key(d, seed, kind=f"causal_{mode}-")
+        base = cache_dir / key
+        with FileLock(str(cache_dir / f"{key}.lock")):
+            tr = self._cached_translator(d, base)
+            if tr is None:
+                xa, xb = self._train_tokens(d)
+                assert d.train_prompts is not None
+                rows, ids_b, acts = d.train_prompts
+                examples = [
+                    CausalExample(
+                        tuple(ids),
+                        states,
+                        tuple(d.tok_b(" " + row.answer, add_special_tokens=False)["input_ids"]),
+                    )
+                    for row, ids, states in zip(rows, ids_b, acts.states, strict=True)
+                ]
+                t0 = time.perf_counter()
+                tr = fit_causal_translator(
+                    d.receiver,
+                    d.module_b,
+                    examples,
+                    init=linear,
+                    spec=self._spec(condition),
+                    cfg=CausalConfig(**dataclasses.asdict(self.p.causal)),
+                    seed=seed,
+                    pad_id=d.settings.pad_token_id,
+                    token_x=xa,
+                    token_y=xb,
+                    token_val_frac=self.p.translator.val_frac,
+                    mode=mode,
+                )
+                tr.metrics["fit_seconds"] = round(time.perf_counter() - t0, 3)
+                save_translator(tr, base)
+                events.record("translator", key=f"{self.p.hash}:{key}")
+                log.info(
+                    "causal translator %s: held-out answer NLL %.3f (no injection %.3f, init %.3f)",
+                    key,
+                    tr.metrics["val_answer_nll"],
+                    tr.metrics["val_answer_nll_no_inject"],
+                    tr.metrics["val_answer_nll_init"],
+                )
+        rel = os.path.relpath(base.with_suffix(".safetensors"), self.out)
+        d.translators[(condition, seed)] = (tr, rel)
+        return d.translators[(condition, seed)]
+
+    def _spec(self, name: str) -> InjectionSpec:
+        """The injection a translator condition applies (causal ones apply their mode's)."""
+        ij = self.p.injection
+        name = CAUSAL_MODES.get(name, name)
+        if name == "additive":
+            return InjectionSpec("additive", scale=ij.additive_scale)
+        if name == "replace":
+            return InjectionSpec("replace")
+        return InjectionSpec("scale_corrected", alpha=self.p.alpha_for(CONDITIONS[name].alpha))
 
     # -- generation ----------------------------------------------------------------------
     def generate(
@@ -419,7 +496,10 @@ class _Run:
             dim = int(d.receiver.get_input_embeddings().weight.shape[1])
             sources = random_directions(lengths, dim, _seed(job))
         else:
-            tr, ckpt = self.translator(d, _seed(job))
+            if name in CAUSAL_MODES:
+                tr, ckpt = self.causal_translator(d, _seed(job), name)
+            else:
+                tr, ckpt = self.translator(d, _seed(job))
             extra["checkpoint"] = ckpt
             extra["translator"] = {
                 "seed": job.seed,
@@ -436,20 +516,15 @@ class _Run:
                 fix="the translator is numerically broken: delete it from the translator "
                 "cache to refit it, and check the sender activations",
             )
-            if name == "additive":
-                spec = InjectionSpec("additive", scale=ij.additive_scale)
+            spec = self._spec(name)
+            if spec.mode == "additive":
                 sources = [t[-1:].expand_as(t) for t in translated]
                 extra["translated"] = translated
-            elif name == "replace":
-                spec = InjectionSpec("replace")
-                sources = translated
-            elif name in ("scale_corrected", "best_alpha"):
-                spec = InjectionSpec("scale_corrected", alpha=self.p.alpha_for(cond.alpha))
+            elif name in ("replace", "causal_replace", "scale_corrected", "best_alpha"):
                 sources = translated
             elif name.startswith("shuffled_translation"):
                 strict = name == "shuffled_translation_strict_matched"
                 donors, singles = shuffle_donors(lengths, _seed(job), strict=strict)
-                spec = InjectionSpec("scale_corrected", alpha=self.p.alpha_for(cond.alpha))
                 idx = [i for i in range(n) if donors[i] is not None]
                 sources = [translated[donors[i]] for i in idx]  # type: ignore[index]
                 extra.update(donors=donors, singletons=singles, strict=strict)
@@ -500,6 +575,7 @@ def run_protocol(
     train_limit: int | None = None,
     include_strict: bool = True,
     include_appendix: bool = False,
+    include_extension: bool = True,
     init_seed: int = 0,
     use_cache: bool = True,
     progress: bool = True,
@@ -507,7 +583,8 @@ def run_protocol(
 ) -> list[Path]:
     """Run ``protocol`` and return the paths of its result files (written or already there).
 
-    ``conditions=None`` runs the protocol's conditions (+ strict, + appendix if asked);
+    ``conditions=None`` runs the protocol's conditions (+ strict, + extension, + appendix if
+    asked);
     ``limit`` keeps the first N eval rows; ``train_limit`` caps translator training prompts;
     ``init="random"`` builds the architectures with seeded random weights (no download);
     ``threads`` sets torch's CPU threads for the run (1 is often fastest on a busy CPU).
@@ -525,6 +602,7 @@ def run_protocol(
         directions,
         include_strict=include_strict,
         include_appendix=include_appendix,
+        include_extension=include_extension,
     )
     evalset = load_evalset(proto.resolve_path(proto.eval.path, artifact), proto.eval.sha256)
     rows = evalset.rows[:limit] if limit is not None else evalset.rows

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import metrics as M
-from harness.conditions import get_condition
+from harness.conditions import CAUSAL_MODES, get_condition
 from harness.errors import HarnessError
 from harness.protocol import Protocol
 from harness.results import SCHEMA_VERSION, result_filename
@@ -39,7 +39,14 @@ DETERMINISTIC_REASON = (
     "greedy decoding with do_sample=false; this condition does not consume a seed-dependent "
     "translation checkpoint or random control."
 )
-_TRANSLATOR_SAMPLE_FIELDS = ("additive", "replace", "scale_corrected", "best_alpha")
+_TRANSLATOR_SAMPLE_FIELDS = (
+    "additive",
+    "replace",
+    "scale_corrected",
+    "best_alpha",
+    "causal_replace",
+    "causal_additive",
+)
 
 
 @dataclass(frozen=True)
@@ -60,12 +67,15 @@ def plan_jobs(
     *,
     include_strict: bool = True,
     include_appendix: bool = False,
+    include_extension: bool = False,
 ) -> list[Job]:
     """The result files a run writes, in order (direction, condition, seed)."""
     if conditions is None:
         conditions = list(protocol.run.conditions)
         if include_strict:
             conditions += list(protocol.run.strict_conditions)
+        if include_extension:
+            conditions += list(protocol.run.extension_conditions)
         if include_appendix:
             conditions += list(protocol.run.appendix_conditions)
     seeds = list(protocol.run.seeds if seeds is None else seeds)
@@ -114,6 +124,16 @@ def injection_dict(protocol: Any, name: str, alpha: float | None, extra: dict[st
             "timing": timing,
             "source": "random_direction",
             "alpha": protocol.injection.scale_corrected_alpha,
+        }
+    if name in CAUSAL_MODES:
+        mode = CAUSAL_MODES[name]
+        return {
+            "mode": mode,
+            "timing": timing,
+            "scale": protocol.injection.additive_scale if mode == "additive" else None,
+            "alpha": None,
+            "shuffle_injection_mode": None,
+            "translator_objective": "receiver_answer_nll",
         }
     mode = {"additive": "additive", "replace": "replace"}.get(name, "replace_scale_corrected")
     d: dict[str, Any] = {

@@ -105,12 +105,19 @@ class Source:
         """Mean word-boundary accuracy of a condition over its runs (fwd)."""
         return self.summary[condition].means["word_boundary_contains"]
 
-    def translator_metrics(self) -> list[dict[str, Any]]:
-        """Per-seed translator quality records carried by result files (ours only)."""
+    def translator_metrics(self, kind: str = "linear") -> list[dict[str, Any]]:
+        """Per-seed translator quality records carried by result files (ours only).
+
+        ``kind``: ``linear`` (the paper's fitted translator, shared by its conditions) or a
+        causal condition's name (``causal_replace``, ``causal_additive``).
+        """
         seen: dict[Any, dict[str, Any]] = {}
         for f in self.results:
             t = f.raw.get("translator")
-            if isinstance(t, dict) and f.direction == "fwd":
+            if not isinstance(t, dict) or f.direction != "fwd":
+                continue
+            causal = str(t.get("method", "")).startswith("causal")
+            if (kind == "linear" and not causal) or (causal and f.condition == kind):
                 seen.setdefault(f.seed, t)
         return [seen[k] for k in sorted(seen, key=str)]
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.conditions import get_condition
+from harness.conditions import EXTENSION_CONDITIONS, get_condition
 from harness.errors import HarnessError
 from harness.evalset import load_evalset
 from harness.io import sha256_file
@@ -55,12 +55,18 @@ class ValidationReport:
 
 
 def expected_files(
-    protocol: Protocol, *, include_strict: bool = False
+    protocol: Protocol, *, include_strict: bool = False, extension_only: bool = False
 ) -> dict[str, tuple[str, str, int | None]]:
-    """File name -> (condition, direction, seed) of every file the protocol's grid must produce."""
+    """File name -> (condition, direction, seed) of every file the protocol's grid must produce.
+
+    ``extension_only``: the files of the extension conditions instead (beyond the paper;
+    checked like the grid when present, never required).
+    """
     names = list(protocol.run.conditions)
     if include_strict:
         names += list(protocol.run.strict_conditions)
+    if extension_only:  # every registered extension, listed in the protocol or run by hand
+        names = list(dict.fromkeys(protocol.run.extension_conditions + EXTENSION_CONDITIONS))
     out = {}
     for direction in protocol.run.directions:
         for name in names:
@@ -155,8 +161,11 @@ def validate(
     dups = [f"{c}/{d}/{s} appears {k} times" for (c, d, s), k in keys.items() if k > 1]
     _check(checks, "no_duplicate_runs", True, dups, "each (condition, direction, seed) once")
 
-    grid = [f for f in loaded if f.name in expected]
-    extra = sorted(f.name for f in loaded if f.name not in expected)
+    # Extension files (beyond the paper) are optional; present ones are checked like the grid.
+    expected_ext = expected_files(protocol, extension_only=True)
+    known = {**expected, **expected_ext}
+    grid = [f for f in loaded if f.name in known]
+    extra = sorted(f.name for f in loaded if f.name not in known)
     checks.append(
         Check(
             "extra_files",
@@ -170,8 +179,19 @@ def validate(
         )
     )
 
+    ext = sorted(f.name for f in loaded if f.name in expected_ext)
+    if ext:
+        checks.append(
+            Check(
+                "extension_files",
+                False,
+                True,
+                f"{len(ext)} extension files (beyond the paper) checked with the grid",
+            )
+        )
+
     # Name and content must agree.
-    mislabeled = [f"{f.name} holds {f.label}" for f in grid if f.key != expected[f.name]]
+    mislabeled = [f"{f.name} holds {f.label}" for f in grid if f.key != known[f.name]]
     _check(
         checks, "file_names_match_content", True, mislabeled, "every file name matches its content"
     )

@@ -156,6 +156,7 @@ directions = ["fwd"]
 conditions = ["no_inject", "nl_relay", "additive", "replace", "scale_corrected", "best_alpha", "b_to_b_self_inject", "same_norm_random", "shuffled_translation"]
 strict_conditions = ["shuffled_translation_strict_matched"]
 appendix_conditions = ["zero_replacement"]
+extension_conditions = []
 batch_size = {batch_size}
 [translator]
 method = "{method}"
@@ -167,6 +168,16 @@ warmup_frac = 0.1
 val_frac = 0.2
 ridge = 1e-3
 max_train_prompts = 16
+[causal]
+lr = 1e-2
+weight_decay = 0.0
+steps = 6
+batch_size = 4
+warmup_frac = 0.1
+val_frac = 0.25
+eval_every = 3
+alignment_weight = 0.0
+rank = 0
 [stats]
 bootstrap_resamples = 100
 confidence = 0.95

@@ -353,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="relative weights of 1,2,3,4-hop questions once all hop counts are in",
     )
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
+    ap.add_argument(
+        "--ckpt-dir", type=Path, default=CKPT_DIR, help="checkpoint folder (for --resume too)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     default_steps = {"receiver": 5000, "sender": 2500}
@@ -370,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_level=args.start_level,
             final_hop_weights=tuple(float(x) for x in args.hop_weights.split(",")),
         )
-        train_model(cfg, resume=args.resume, out_dir=args.out_dir / w)
+        train_model(cfg, resume=args.resume, out_dir=args.out_dir / w, ckpt_dir=args.ckpt_dir)
     return 0
 
 

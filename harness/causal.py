@@ -1,0 +1,354 @@
+"""A translator trained for receiver-side causal use (beyond the paper, issue #9).
+
+The paper fits its translator to *represent* the receiver's states (MSE to unit-norm targets)
+and closes by conjecturing that useful transfer needs an objective that optimises the
+receiver's *use* of the injected states. This module trains the same affine map through the
+frozen receiver: the translated sender states are injected at the receiver block on the
+translator-training prompts (disjoint from the eval) exactly as the ``replace`` or
+``additive`` condition injects them at inference, and the loss is the receiver's
+cross-entropy on the gold answer tokens (teacher forced), optionally plus a weighted
+normalised-alignment term. Only the map's parameters get gradients; the receiver is frozen.
+
+Parameterisation: ``y = s * (W_s @ standardise(x) + b_s)`` with ``s`` the receiver's mean
+native state norm on the training tokens (a constant), initialised from the seed's linear
+translator, so step 0 injects the linear map's direction at the native scale. ``rank > 0``
+restricts ``W_s`` to rank ``r`` (``A @ B``, initialised from the truncated SVD). The result
+is folded into an ordinary :class:`~harness.translator.Translator` (``y = W x + b``), saved
+and loaded like the linear one. The held-out prompts (the last ``val_frac`` of the training
+prompts) choose the best step; the reported offline metrics use the linear translator's
+held-out *tokens*, so the two cosines compare like with like.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.activations import block_output, left_pad, with_block_output
+from harness.errors import HarnessError
+from harness.injection import InjectionSpec, apply_injection
+from harness.translator import Translator, TranslatorConfig, evaluate_translator, split_tokens
+
+__all__ = ["CausalConfig", "CausalExample", "answer_losses", "fit_causal_translator"]
+
+_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class CausalConfig:
+    """How a causal translator is trained (the protocol's ``[causal]`` table)."""
+
+    lr: float
+    weight_decay: float
+    steps: int
+    batch_size: int
+    warmup_frac: float
+    val_frac: float
+    eval_every: int
+    alignment_weight: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class CausalExample:
+    """One training prompt: receiver prompt ids, its sender states, the gold answer ids."""
+
+    prompt_ids: tuple[int, ...]
+    sender_states: torch.Tensor  # [len(prompt_ids), sender_dim]
+    answer_ids: tuple[int, ...]
+
+
+class _Map(nn.Module):
+    """The trainable affine map in standardised coordinates (full or rank-``r``)."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+        if rank > 0:
+            if rank > min(w.shape):
+                raise HarnessError(
+                    f"causal.rank = {rank} exceeds the map's size {tuple(w.shape)}",
+                    f"use 0 (full rank) or a rank up to {min(w.shape)}",
+                )
+            u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
+            root = s[:rank].sqrt()
+            self.a = nn.Parameter((u[:, :rank] * root).float())
+            self.b_ = nn.Parameter((root[:, None] * vh[:rank]).float())
+        else:
+            self.w = nn.Parameter(w.float().clone())
+        self.bias = nn.Parameter(b.float().clone())
+
+    def weight(self) -> torch.Tensor:
+        return self.a @ self.b_ if self.rank > 0 else self.w
+
+    def forward(self, xs: torch.Tensor) -> torch.Tensor:
+        return xs @ self.weight().T + self.bias
+
+
+class _TrainingInjection:
+    """A differentiable forward hook: inject ``source`` at the ``prompt`` positions."""
+
+    def __init__(self, module: nn.Module, spec: InjectionSpec) -> None:
+        self.module = module
+        self.spec = spec
+        self.source: torch.Tensor | None = None
+        self.prompt: torch.Tensor | None = None
+        self.fired = 0
+
+    def _hook(self, _mod: nn.Module, _args: Any, output: Any) -> Any:
+        assert self.source is not None and self.prompt is not None
+        hidden = block_output(output)
+        new, _ = apply_injection(self.spec, hidden, self.source.to(hidden.dtype))
+        self.fired += 1
+        return with_block_output(output, torch.where(self.prompt.unsqueeze(-1), new, hidden))
+
+    def __enter__(self) -> _TrainingInjection:
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._handle.remove()
+
+
+def _batch(
+    examples: Sequence[CausalExample], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded prompt+answer ids, mask, positions, prompt mask and answer-label mask."""
+    seqs = [list(e.prompt_ids) + list(e.answer_ids) for e in examples]
+    ids, mask, pos = left_pad(seqs, pad_id)
+    width = ids.shape[1]
+    prompt = torch.zeros_like(mask, dtype=torch.bool)
+    answer = torch.zeros_like(mask, dtype=torch.bool)  # positions whose *next* token is answer
+    for i, e in enumerate(examples):
+        start = width - len(seqs[i])
+        p_end = start + len(e.prompt_ids)
+        prompt[i, start:p_end] = True
+        answer[i, p_end - 1 : width - 1] = True
+    return ids, mask, pos, prompt, answer
+
+
+def _sources(
+    examples: Sequence[CausalExample], translate: Any, prompt: torch.Tensor, additive: bool
+) -> torch.Tensor:
+    """Translated sender states scattered onto the prompt positions (zeros elsewhere)."""
+    outs = []
+    for e in examples:
+        t = translate(e.sender_states)
+        outs.append(t[-1:].expand_as(t) if additive else t)
+    flat = torch.cat(outs, dim=0)
+    src = flat.new_zeros((*prompt.shape, flat.shape[-1]))
+    return src.masked_scatter(prompt.unsqueeze(-1), flat)
+
+
+def answer_losses(
+    receiver: nn.Module,
+    examples: Sequence[CausalExample],
+    *,
+    pad_id: int,
+    module: nn.Module | None = None,
+    spec: InjectionSpec | None = None,
+    translate: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example mean answer-token NLL and first-answer-token hit (teacher forced).
+
+    With ``module``/``spec``/``translate`` the translated sender states are injected at the
+    prompt positions of ``module``'s output (the runner's prefill injection, differentiably);
+    without them the receiver runs clean (the no-injection reference).
+    """
+    if any(not e.answer_ids for e in examples):
+        raise HarnessError("a causal training example has an empty answer", "check the split")
+    ids, mask, pos, prompt, answer = _batch(examples, pad_id)
+    device = next(receiver.parameters()).device
+    ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
+    prompt, answer = prompt.to(device), answer.to(device)
+    hook = None
+    if translate is not None:
+        assert module is not None and spec is not None
+        hook = _TrainingInjection(module, spec)
+        hook.source = _sources(examples, translate, prompt, spec.mode == "additive").to(device)
+        hook.prompt = prompt
+        hook.__enter__()
+    try:
+        logits = receiver(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    finally:
+        if hook is not None:
+            hook.__exit__(None, None, None)
+    if hook is not None and hook.fired != 1:
+        raise HarnessError(
+            f"causal training hook fired {hook.fired} times for one forward",
+            "check the resolved receiver block",
+        )
+    logits, labels, a = logits[:, :-1].float(), ids[:, 1:], answer[:, :-1]
+    nll = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+    per_ex = (nll * a).sum(1) / a.sum(1).clamp_min(1)
+    first = a.float().argmax(1)
+    rows = torch.arange(len(examples), device=device)
+    hit = (logits[rows, first].argmax(-1) == labels[rows, first]).float()
+    return per_ex, hit
+
+
+def _unfold(t: Translator, mean: torch.Tensor, std: torch.Tensor):
+    """The linear translator in the standardised coordinates of the causal map (it predicts
+    unit-norm states, so ``scale *`` it starts the causal map at the native norm)."""
+    w = t.weight.double() * std.double()
+    b = t.bias.double() + t.weight.double() @ mean.double()
+    return w, b
+
+
+def fit_causal_translator(
+    receiver: nn.Module,
+    module: nn.Module,
+    examples: Sequence[CausalExample],
+    *,
+    init: Translator,
+    spec: InjectionSpec,
+    cfg: CausalConfig,
+    seed: int,
+    pad_id: int,
+    token_x: torch.Tensor,
+    token_y: torch.Tensor,
+    token_val_frac: float,
+    mode: str,
+) -> Translator:
+    """Train the affine map through the frozen ``receiver`` on ``examples``.
+
+    ``token_x``/``token_y``: the linear translator's sender and raw receiver training tokens
+    (in prompt order): their standardisation, native norm and held-out split are shared
+    with the linear fit, and they feed the optional alignment term.
+    """
+    if len(examples) < 2:
+        raise HarnessError(
+            f"only {len(examples)} causal training prompt(s)", "use more translator prompts"
+        )
+    n_val = min(max(1, round(len(examples) * cfg.val_frac)), len(examples) - 1)
+    train, val = list(examples[:-n_val]), list(examples[-n_val:])
+    tr, va = split_tokens(token_x.shape[0], token_val_frac)
+    x_tr = token_x[tr].float()
+    mean = x_tr.mean(0)
+    std = x_tr.std(0, unbiased=False).clamp_min(1e-6)
+    scale = float(token_y[tr].float().norm(dim=-1).mean())
+    w0, b0 = _unfold(init, mean, std)
+    fmap = _Map(w0, b0, cfg.rank)
+    device = next(receiver.parameters()).device
+    fmap.to(device)
+    mean_d, std_d = mean.to(device), std.to(device)
+
+    def translate(x: torch.Tensor) -> torch.Tensor:
+        return scale * fmap((x.to(device).float() - mean_d) / std_d)
+
+    frozen = [p.requires_grad for p in receiver.parameters()]
+    was_training = receiver.training
+    receiver.eval()
+    for p in receiver.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(fmap.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, round(cfg.steps * cfg.warmup_frac))
+
+    def lr_lambda(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    yn_tr = token_y[tr].float()
+    yn_tr = (yn_tr / yn_tr.norm(dim=-1, keepdim=True).clamp_min(_EPS)).to(device)
+
+    def held_out() -> tuple[float, float]:
+        with torch.no_grad():
+            loss, hit = answer_losses(
+                receiver, val, pad_id=pad_id, module=module, spec=spec, translate=translate
+            )
+        return float(loss.mean()), float(hit.mean())
+
+    try:
+        with torch.no_grad():
+            clean_loss, clean_hit = answer_losses(receiver, val, pad_id=pad_id)
+        init_loss, init_hit = held_out()
+        best = (init_loss, init_hit, 0, _state(fmap))
+        history: list[tuple[int, float]] = [(0, init_loss)]
+        order: list[int] = []
+        with torch.enable_grad():
+            for step in range(1, cfg.steps + 1):
+                if len(order) < cfg.batch_size:
+                    order += torch.randperm(len(train), generator=gen).tolist()
+                idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+                batch = [train[i] for i in idx]
+                loss, _ = answer_losses(
+                    receiver, batch, pad_id=pad_id, module=module, spec=spec, translate=translate
+                )
+                total = loss.mean()
+                if cfg.alignment_weight > 0:
+                    rows = torch.randint(0, yn_tr.shape[0], (256,), generator=gen).to(device)
+                    pred = fmap((x_tr[rows.cpu()].to(device) - mean_d) / std_d)
+                    pred = pred / pred.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+                    total = (
+                        total + cfg.alignment_weight * (pred - yn_tr[rows]).pow(2).sum(-1).mean()
+                    )
+                if not torch.isfinite(total):
+                    raise HarnessError(
+                        f"causal translator loss became {float(total)} at step {step}",
+                        "lower [causal] lr in the protocol",
+                    )
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                opt.step()
+                sched.step()
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    v_loss, v_hit = held_out()
+                    history.append((step, v_loss))
+                    if v_loss < best[0]:
+                        best = (v_loss, v_hit, step, _state(fmap))
+    finally:
+        for p, g in zip(receiver.parameters(), frozen, strict=True):
+            p.requires_grad_(g)
+        receiver.train(was_training)
+    fmap.load_state_dict(best[3])
+    with torch.no_grad():
+        w_s = fmap.weight().detach().double().cpu() * scale
+        b_s = fmap.bias.detach().double().cpu() * scale
+    w_eff = (w_s / std.double()).float().contiguous()
+    b_eff = (b_s - (w_s / std.double()) @ mean.double()).float().contiguous()
+    config = TranslatorConfig(
+        method=f"causal_{mode}",
+        seed=seed,
+        sender_dim=int(token_x.shape[1]),
+        receiver_dim=int(token_y.shape[1]),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        epochs=cfg.steps,
+        batch_size=cfg.batch_size,
+        warmup_frac=cfg.warmup_frac,
+        val_frac=cfg.val_frac,
+        ridge=0.0,
+    )
+    out = Translator(weight=w_eff, bias=b_eff, config=config)
+    out.metrics = {
+        **evaluate_translator(out, token_x[va].float(), token_y[va].float()),
+        "objective": "receiver_answer_nll",
+        "injection_mode": spec.mode,
+        "causal": dataclasses.asdict(cfg),
+        "init": "linear translator of the same seed, scaled to the native norm",
+        "native_norm_scale": scale,
+        "n_train_prompts": len(train),
+        "n_val_prompts": len(val),
+        "val_answer_nll_no_inject": clean_loss.mean().item(),
+        "val_first_token_acc_no_inject": clean_hit.mean().item(),
+        "val_answer_nll_init": init_loss,
+        "val_first_token_acc_init": init_hit,
+        "val_answer_nll": best[0],
+        "val_first_token_acc": best[1],
+        "best_step": best[2],
+        "val_nll_history": history,
+    }
+    return out
+
+
+def _state(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}

@@ -1,0 +1,243 @@
+"""The causal translator (issue #9): trained through the frozen receiver, injected as at inference."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import events
+from harness.activations import capture
+from harness.causal import (
+    CausalConfig,
+    CausalExample,
+    _batch,
+    _TrainingInjection,
+    answer_losses,
+    fit_causal_translator,
+)
+from harness.errors import HarnessError
+from harness.injection import InjectionSpec, PrefillInjection, pad_sources
+from harness.protocol import load_protocol
+from harness.results import load_result_file
+from harness.runner import run_protocol
+from harness.translator import fit_translator, load_translator
+from harness.validate import validate
+from tests.model_fixtures import build_tiny_experiment, tiny_model
+
+CFG = CausalConfig(
+    lr=1e-2,
+    weight_decay=0.0,
+    steps=12,
+    batch_size=4,
+    warmup_frac=0.1,
+    val_frac=0.25,
+    eval_every=3,
+    alignment_weight=0.0,
+    rank=0,
+)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A tiny sender (3 x 32) and receiver (4 x 48), random prompts, a linear fit."""
+    sender = tiny_model(1, hidden=32, layers=3)
+    receiver = tiny_model(2, hidden=48, layers=4)
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 99, (int(n),), generator=gen).tolist() for n in [7, 9, 8] * 4]
+    # one fixed answer for every prompt: a signal the map can learn to inject from a few
+    # prompts and that carries over to the held-out ones
+    answers = [[5, 7] for _ in prompts]
+    xs = capture(sender, sender.gpt_neox.layers[1], prompts, site="s", pad_id=1, batch_size=4)
+    ys = capture(receiver, receiver.gpt_neox.layers[2], prompts, site="r", pad_id=1, batch_size=4)
+    x, y = xs.concat(), ys.concat()
+    linear = fit_translator(x, y, method="ridge", seed=0, val_frac=0.2)
+    examples = [
+        CausalExample(tuple(p), s, tuple(a))
+        for p, s, a in zip(prompts, xs.states, answers, strict=True)
+    ]
+    return receiver, examples, linear, x, y
+
+
+def _fit(pair, cfg: CausalConfig = CFG, mode: str = "replace", seed: int = 0):
+    receiver, examples, linear, x, y = pair
+    spec = InjectionSpec("replace") if mode == "replace" else InjectionSpec("additive", scale=0.01)
+    return fit_causal_translator(
+        receiver,
+        receiver.gpt_neox.layers[2],
+        examples,
+        init=linear,
+        spec=spec,
+        cfg=cfg,
+        seed=seed,
+        pad_id=1,
+        token_x=x,
+        token_y=y,
+        token_val_frac=0.2,
+        mode=mode,
+    )
+
+
+def test_training_changes_only_the_map_never_the_receiver(pair) -> None:
+    receiver = pair[0]
+    before = {k: v.clone() for k, v in receiver.state_dict().items()}
+    flags = [p.requires_grad for p in receiver.parameters()]
+    t = _fit(pair)
+    assert all(torch.equal(before[k], v) for k, v in receiver.state_dict().items())
+    assert [p.requires_grad for p in receiver.parameters()] == flags
+    assert not receiver.training
+    assert not torch.allclose(t.weight, pair[2].weight)  # the map itself did move
+
+
+@pytest.mark.parametrize("mode", ["replace", "additive"])
+def test_training_lowers_the_held_out_answer_loss(pair, mode) -> None:
+    m = _fit(pair, mode=mode).metrics
+    assert m["best_step"] > 0
+    assert m["val_answer_nll"] < m["val_answer_nll_init"] - 1e-3, m["val_nll_history"]
+    assert m["objective"] == "receiver_answer_nll" and m["injection_mode"] == mode
+    assert [s for s, _ in m["val_nll_history"]] == [0, 3, 6, 9, 12]
+
+
+def test_the_same_seed_refits_bit_for_bit_and_another_seed_differs(pair) -> None:
+    a, b, c = _fit(pair, seed=5), _fit(pair, seed=5), _fit(pair, seed=6)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    assert not torch.equal(a.weight, c.weight)
+
+
+def test_a_rank_r_map_stays_rank_r(pair) -> None:
+    t = _fit(pair, dataclasses.replace(CFG, rank=2))
+    assert torch.linalg.matrix_rank(t.weight.double(), rtol=1e-4).item() == 2  # float32 noise
+    with pytest.raises(HarnessError, match=r"causal\.rank = 99 exceeds"):
+        _fit(pair, dataclasses.replace(CFG, rank=99))
+
+
+def test_the_alignment_term_keeps_the_map_closer_to_the_receiver_directions(pair) -> None:
+    cfg = dataclasses.replace(CFG, lr=5e-2, steps=24)
+    free = _fit(pair, cfg).metrics["normalized_cosine"]
+    tied = _fit(pair, dataclasses.replace(cfg, alignment_weight=50.0)).metrics["normalized_cosine"]
+    assert tied > free + 0.01, (tied, free)
+
+
+@pytest.mark.parametrize("mode", ["replace", "additive"])
+def test_training_injection_equals_the_runners_prefill_injection(pair, mode) -> None:
+    """The logits the map is trained on are the logits generation sees: the teacher-forced
+    forward with the training hook matches the prefill hook at every prompt position."""
+    receiver, examples, linear, _, _ = pair
+    module = receiver.gpt_neox.layers[2]
+    spec = InjectionSpec("replace") if mode == "replace" else InjectionSpec("additive", scale=3.0)
+    batch = examples[:3]
+    translated = [linear(e.sender_states) for e in batch]
+    if mode == "additive":
+        translated = [t[-1:].expand_as(t) for t in translated]
+    # training path: prompt + answer, left padded as a whole
+    ids, mask, pos, prompt, _ = _batch(batch, pad_id=1)
+    hook = _TrainingInjection(module, spec)
+    flat = torch.cat(translated)
+    hook.source = flat.new_zeros((*prompt.shape, flat.shape[-1])).masked_scatter(
+        prompt.unsqueeze(-1), flat
+    )
+    hook.prompt = prompt
+    with torch.no_grad(), hook:
+        train_logits = receiver(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    # inference path: the runner's hook on the left-padded prompts alone
+    from harness.activations import left_pad
+
+    p_ids, p_mask, p_pos = left_pad([e.prompt_ids for e in batch], 1)
+    src = pad_sources(translated, p_ids.shape[1])
+    with torch.no_grad(), PrefillInjection(module, spec, src, p_mask):
+        infer_logits = receiver(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos).logits
+    for i, e in enumerate(batch):
+        n = len(e.prompt_ids)
+        a = train_logits[i][prompt[i]]
+        b = infer_logits[i, p_ids.shape[1] - n :]
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
+    # and the injection matters: the clean receiver gives other logits
+    clean, _ = answer_losses(receiver, batch, pad_id=1)
+    injected, _ = answer_losses(
+        receiver, batch, pad_id=1, module=module, spec=spec, translate=linear
+    )
+    assert not torch.allclose(clean, injected)
+
+
+def test_an_empty_answer_is_refused(pair) -> None:
+    receiver, examples, *_ = pair
+    bad = [dataclasses.replace(examples[0], answer_ids=())]
+    with pytest.raises(HarnessError, match="empty answer"):
+        answer_losses(receiver, bad, pad_id=1)
+
+
+@pytest.fixture(scope="module")
+def causal_run(tmp_path_factory):
+    """The runner's causal conditions on the tiny experiment (events logged)."""
+    root = tmp_path_factory.mktemp("causal")
+    proto = build_tiny_experiment(root / "exp", seeds=(42,))
+    out = root / "out"
+    log = root / "events.jsonl"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_EVENTS", str(log))
+        run_protocol(
+            str(proto),
+            out,
+            conditions=["no_inject", "replace", "causal_replace", "causal_additive"],
+            progress=False,
+        )
+    return proto, out, log
+
+
+def test_causal_conditions_write_result_files_in_the_schema(causal_run) -> None:
+    _, out, _ = causal_run
+    for name, mode in (("causal_replace", "replace"), ("causal_additive", "additive")):
+        f = load_result_file(out / f"h1_{name}_fwd_seed42.json")
+        assert f.injection["mode"] == mode
+        assert f.injection["translator_objective"] == "receiver_answer_nll"
+        tr = f.raw["translator"]
+        assert tr["method"] == f"causal_{mode}" and tr["seed"] == 42
+        assert (out / f.raw["checkpoint"]).is_file()
+        assert load_translator(out / f.raw["checkpoint"]).config.method == f"causal_{mode}"
+        assert "prompt_len_a" in f.per_sample[0] and "injected_norm_mean" in f.per_sample[0]
+    linear = json.loads((out / "h1_replace_fwd_seed42.json").read_text())["translator"]
+    assert linear["method"] == "adamw"
+
+
+def test_each_translator_is_fitted_once_and_reused_on_resume(causal_run) -> None:
+    proto, out, log = causal_run
+    counts = events.count_events(log)
+    assert sum(counts["translator"].values()) == 3  # linear + two causal, seed 42
+    assert all(v == 1 for v in counts["translator"].values())
+    (out / "h1_causal_additive_fwd_seed42.json").unlink()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_EVENTS", str(log))
+        run_protocol(str(proto), out, conditions=["causal_additive"], progress=False)
+    assert events.count_events(log)["translator"] == counts["translator"]
+
+
+def test_validation_checks_extension_files_with_the_grid(causal_run) -> None:
+    proto, out, _ = causal_run
+    report = validate([out], load_protocol(proto))
+    checks = {c.name: c for c in report.checks}
+    assert checks["extension_files"].passed
+    assert "2 extension files" in checks["extension_files"].detail
+    assert "causal" not in checks["extra_files"].detail
+    # an extension file with a wrong sample count is caught like a grid file
+    path = out / "h1_causal_replace_fwd_seed42.json"
+    data = json.loads(path.read_text())
+    data["per_sample"] = data["per_sample"][:-1]
+    bad = out.parent / "bad"
+    bad.mkdir()
+    (bad / path.name).write_text(json.dumps(data))
+    checks = {c.name: c for c in validate([bad], load_protocol(proto)).checks}
+    assert not checks["sample_counts"].passed
+
+
+def test_protocol_refuses_a_bad_causal_recipe(tmp_path: Path) -> None:
+    proto = build_tiny_experiment(tmp_path, seeds=(42,))
+    text = proto.read_text()
+    proto.write_text(text.replace("[causal]\nlr = 1e-2", "[causal]\nlr = 0.0"))
+    with pytest.raises(HarnessError, match=r"\[causal\] .* lr > 0"):
+        load_protocol(proto)
+    proto.write_text(text.replace("extension_conditions = []", 'extension_conditions = ["x"]'))
+    with pytest.raises(HarnessError, match="unknown condition 'x'"):
+        load_protocol(proto)
