@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 
 __all__ = [
     "Activations",
+    "batches",
     "block_output",
     "capture",
     "check_finite",
@@ -116,6 +117,18 @@ def _capture_hook(module: nn.Module, sink: list[torch.Tensor], stop: bool):
         handle.remove()
 
 
+def batches(
+    token_ids: Sequence[Sequence[int]], batch_size: int, *, length_sorted: bool = True
+) -> list[list[int]]:
+    """Index batches over ``token_ids``: consecutive in length order (stable) when
+    ``length_sorted``, else in input order. Capture and generation share this, so a prompt
+    sees the same batch-mates and padding in both (bitwise-identical prefills)."""
+    order = list(range(len(token_ids)))
+    if length_sorted:
+        order.sort(key=lambda i: len(token_ids[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def capture(
     model: nn.Module,
     module: nn.Module,
@@ -125,17 +138,20 @@ def capture(
     pad_id: int,
     batch_size: int = 32,
     stop_early: bool = True,
+    length_sorted: bool = True,
 ) -> Activations:
     """Run ``model`` over ``token_ids`` in left-padded batches and keep ``module``'s output.
 
-    Batches follow the given order, so a later generation pass with the same batch size
-    sees bitwise the same prefill (which makes self-injection exactly token-identical).
+    Batches are those of :func:`batches` (length-sorted buckets by default), the same ones
+    generation uses at the same batch size, so a later generation pass sees bitwise the same
+    prefill (which makes self-injection exactly token-identical). States come back in input
+    order.
     """
     device = next(model.parameters()).device
-    states: list[torch.Tensor] = []
+    states: list[torch.Tensor | None] = [None] * len(token_ids)
     with torch.inference_mode():
-        for start in range(0, len(token_ids), batch_size):
-            batch = token_ids[start : start + batch_size]
+        for idx in batches(token_ids, batch_size, length_sorted=length_sorted):
+            batch = [token_ids[i] for i in idx]
             ids, mask, pos = left_pad(batch, pad_id, device)
             sink: list[torch.Tensor] = []
             with _capture_hook(module, sink, stop_early), suppress(_StopForward):
@@ -144,8 +160,10 @@ def capture(
                 raise RuntimeError(f"capture hook fired {len(sink)} times, expected once")
             out = sink[0].float().cpu()
             width = out.shape[1]
-            for row, t in enumerate(batch):
-                states.append(out[row, width - len(t) :].clone())
+            for row, (i, t) in enumerate(zip(idx, batch, strict=True)):
+                states[i] = out[row, width - len(t) :].clone()
     return Activations(
-        site=site, states=tuple(states), token_ids=tuple(tuple(t) for t in token_ids)
+        site=site,
+        states=tuple(s for s in states if s is not None),
+        token_ids=tuple(tuple(t) for t in token_ids),
     )

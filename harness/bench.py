@@ -6,7 +6,8 @@
 3. ``pytest claims -n 2`` wall time cold vs warm, per source;
 4. the mini grid's wall time and how often each artefact (activations, translator, result
    file) was computed across xdist workers (from the runner's event log);
-5. achieved matmul FLOP/s of generation vs a plain ``torch.mm`` roofline.
+5. achieved matmul FLOP/s of generation vs a plain ``torch.mm`` roofline, and vs the
+   generation's own weight matmuls timed alone at the same shapes (the model's floor).
 
 It prints a table and writes a JSON report; it asserts nothing (speed is not a test).
 """
@@ -28,7 +29,7 @@ import torch
 
 from harness.io import atomic_write_json
 
-__all__ = ["generation_matmul_flops", "main_bench", "mm_roofline"]
+__all__ = ["generation_matmul_flops", "main_bench", "matmul_floor", "mm_roofline"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +64,48 @@ def generation_matmul_flops(
     matmul_params = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2) - emb
     tokens = sum(prompt_lens) + len(prompt_lens) * max(new_tokens - 1, 0)
     return 2.0 * matmul_params * tokens
+
+
+def matmul_floor(
+    model: torch.nn.Module, batch: int, width: int, new_tokens: int
+) -> dict[str, float]:
+    """Seconds the generation's weight matmuls alone take as plain ``F.linear`` calls.
+
+    The same weights and shapes greedy generation multiplies: one prefill pass at
+    ``batch x width`` rows (the padded prompt batch) and ``new_tokens - 1`` decode passes at
+    ``batch`` rows. This is the model's own cost at these shapes on this machine (decode at a
+    few rows is bound by reading the weights, not by arithmetic), the ceiling our loop can
+    approach; the square ``torch.mm`` roofline is the arithmetic ceiling.
+    """
+    import torch.nn.functional as F
+
+    emb = model.get_input_embeddings().weight
+    weights = [p for p in model.parameters() if p.dim() == 2 and p is not emb]
+    gen = torch.Generator().manual_seed(0)
+
+    def pass_(rows: int) -> Callable[[], None]:
+        xs = {w.shape[1]: torch.randn(rows, w.shape[1], generator=gen) for w in weights}
+
+        def run() -> None:
+            with torch.inference_mode():
+                for w in weights:
+                    F.linear(xs[w.shape[1]], w)
+
+        return run
+
+    prefill, decode = pass_(batch * width), pass_(batch)
+    prefill()
+    decode()
+    t_pre = _time(prefill, 2)
+    t_dec = _time(decode, 3)
+    params = sum(w.numel() for w in weights)
+    return {
+        "prefill_s": t_pre,
+        "decode_step_s": t_dec,
+        "total_s": t_pre + max(new_tokens - 1, 0) * t_dec,
+        "decode_gflops": 2 * params * batch / t_dec / 1e9,
+        "prefill_gflops": 2 * params * batch * width / t_pre / 1e9,
+    }
 
 
 def _prompt_lengths(k: int) -> list[int]:
@@ -136,6 +179,7 @@ def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -
         "per_sample": _time(per_sample, 1),
     }
     flops = generation_matmul_flops(model, lens, new_tokens)
+    floor = matmul_floor(model, batch, max(lens), new_tokens)
     return {
         "shape": shape,
         "batch": batch,
@@ -148,6 +192,9 @@ def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -
         "batched_over_per_sample": t["per_sample"] / t["plain"],
         "gflops_batched": flops / t["plain"] / 1e9,
         "gflops_per_sample": flops / t["per_sample"] / 1e9,
+        "matmul_floor": {k: round(v, 4) for k, v in floor.items()},
+        # share of our batched generation time that is the model's own matmul work
+        "matmul_floor_over_plain": floor["total_s"] / t["plain"],
     }
 
 
@@ -266,6 +313,10 @@ def render(r: dict[str, Any]) -> str:
             f"  batched / per-sample        {g['batched_over_per_sample']:.2f}x",
             f"  GFLOP/s batched {g['gflops_batched']:.1f} ({g['batched_fraction_of_roofline']:.0%} of roofline), "
             f"per-sample {g['gflops_per_sample']:.1f} ({g['per_sample_fraction_of_roofline']:.0%})",
+            f"  matmul floor: the generation's weight matmuls alone (plain F.linear, same shapes) "
+            f"take {g['matmul_floor']['total_s']:.2f}s = {g['matmul_floor_over_plain']:.0%} of our "
+            f"batched time; decode-shaped matmuls run at {g['matmul_floor']['decode_gflops']:.1f} "
+            f"GFLOP/s, prefill-shaped at {g['matmul_floor']['prefill_gflops']:.1f}",
             f"  seconds: {g['seconds']}",
         ]
     for src, c in (r.get("claims") or {}).items():

@@ -22,6 +22,7 @@ held-out *tokens*, so the two cosines compare like with like.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,14 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.activations import block_output, left_pad, with_block_output
+from harness.activations import block_output, capture, left_pad, with_block_output
 from harness.errors import HarnessError
-from harness.injection import InjectionSpec, apply_injection
+from harness.injection import InjectionSpec, apply_injection, pad_sources
 from harness.translator import Translator, TranslatorConfig, evaluate_translator, split_tokens
 
 __all__ = ["CausalConfig", "CausalExample", "answer_losses", "fit_causal_translator"]
 
 _EPS = 1e-8
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,47 @@ class CausalConfig:
 
 @dataclass(frozen=True)
 class CausalExample:
-    """One training prompt: receiver prompt ids, its sender states, the gold answer ids."""
+    """One training prompt: receiver prompt ids, its sender states, the gold answer ids.
+
+    ``native``: the receiver block's own output over prompt + answer (filled in by
+    :func:`fit_causal_translator` when the fast path applies).
+    """
 
     prompt_ids: tuple[int, ...]
     sender_states: torch.Tensor  # [len(prompt_ids), sender_dim]
     answer_ids: tuple[int, ...]
+    native: torch.Tensor | None = None  # [len(prompt_ids) + len(answer_ids), receiver_dim]
+
+
+def _upper_blocks(receiver: nn.Module, module: nn.Module) -> nn.ModuleList | None:
+    """The GPT-NeoX blocks above ``module`` (None when the fast path does not apply)."""
+    layers = getattr(getattr(receiver, "gpt_neox", None), "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        return None
+    for k, block in enumerate(layers):
+        if block is module:
+            return nn.ModuleList(list(layers)[k + 1 :])
+    return None
+
+
+def _upper_logits(
+    receiver: nn.Module, upper: nn.ModuleList, hidden: torch.Tensor, mask, pos
+) -> torch.Tensor:
+    """Logits of ``receiver`` run from ``hidden`` (the injection block's output) upward.
+
+    The lower blocks do not depend on the map, so their output is computed once per example
+    and the training forward runs only the blocks above the injection site: the model's own
+    forward with ``inputs_embeds`` = the block output and its block list cut to ``upper``.
+    """
+    model = receiver.gpt_neox
+    full = model.layers
+    model.layers = upper
+    try:
+        return receiver(
+            inputs_embeds=hidden, attention_mask=mask, position_ids=pos, use_cache=False
+        ).logits
+    finally:
+        model.layers = full
 
 
 class _Map(nn.Module):
@@ -154,12 +192,15 @@ def answer_losses(
     module: nn.Module | None = None,
     spec: InjectionSpec | None = None,
     translate: Any = None,
+    upper: nn.ModuleList | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example mean answer-token NLL and first-answer-token hit (teacher forced).
 
     With ``module``/``spec``/``translate`` the translated sender states are injected at the
     prompt positions of ``module``'s output (the runner's prefill injection, differentiably);
-    without them the receiver runs clean (the no-injection reference).
+    without them the receiver runs clean (the no-injection reference). With ``upper`` (the
+    blocks above ``module``) and every example's ``native`` block output, only those blocks
+    run (the same logits, without recomputing the blocks below).
     """
     if any(not e.answer_ids for e in examples):
         raise HarnessError("a causal training example has an empty answer", "check the split")
@@ -168,6 +209,13 @@ def answer_losses(
     ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
     prompt, answer = prompt.to(device), answer.to(device)
     hook = None
+    if upper is not None and translate is not None:
+        assert spec is not None and all(e.native is not None for e in examples)
+        native = pad_sources([e.native for e in examples], ids.shape[1], device)  # type: ignore[misc]
+        src = _sources(examples, translate, prompt, spec.mode == "additive").to(device)
+        new, _ = apply_injection(spec, native, src)
+        hidden = torch.where(prompt.unsqueeze(-1), new, native)
+        return _nll_and_hit(_upper_logits(receiver, upper, hidden, mask, pos), ids, answer)
     if translate is not None:
         assert module is not None and spec is not None
         hook = _TrainingInjection(module, spec)
@@ -175,7 +223,9 @@ def answer_losses(
         hook.prompt = prompt
         hook.__enter__()
     try:
-        logits = receiver(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        logits = receiver(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False
+        ).logits
     finally:
         if hook is not None:
             hook.__exit__(None, None, None)
@@ -184,13 +234,64 @@ def answer_losses(
             f"causal training hook fired {hook.fired} times for one forward",
             "check the resolved receiver block",
         )
+    return _nll_and_hit(logits, ids, answer)
+
+
+def _nll_and_hit(
+    logits: torch.Tensor, ids: torch.Tensor, answer: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     logits, labels, a = logits[:, :-1].float(), ids[:, 1:], answer[:, :-1]
     nll = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
     per_ex = (nll * a).sum(1) / a.sum(1).clamp_min(1)
     first = a.float().argmax(1)
-    rows = torch.arange(len(examples), device=device)
+    rows = torch.arange(len(logits), device=logits.device)
     hit = (logits[rows, first].argmax(-1) == labels[rows, first]).float()
     return per_ex, hit
+
+
+def _fast_path(
+    receiver: nn.Module,
+    module: nn.Module,
+    train: list[CausalExample],
+    val: list[CausalExample],
+    pad_id: int,
+    spec: InjectionSpec,
+    translate: Any,
+) -> tuple[list[CausalExample], list[CausalExample], nn.ModuleList | None]:
+    """Cache every example's native block output and return the blocks above the site,
+    once a check batch shows the cut forward gives the full hooked forward's logits."""
+    upper = _upper_blocks(receiver, module)
+    if upper is None:
+        return train, val, None
+    seqs = [list(e.prompt_ids) + list(e.answer_ids) for e in train + val]
+    acts = capture(receiver, module, seqs, site="causal", pad_id=pad_id, batch_size=32)
+    filled = [
+        dataclasses.replace(e, native=s.clone())
+        for e, s in zip(train + val, acts.states, strict=True)
+    ]
+    train, val = filled[: len(train)], filled[len(train) :]
+    probe = val[:8]
+    with torch.no_grad():
+        a, _ = answer_losses(
+            receiver, probe, pad_id=pad_id, module=module, spec=spec, translate=translate
+        )
+        b, _ = answer_losses(
+            receiver,
+            probe,
+            pad_id=pad_id,
+            module=module,
+            spec=spec,
+            translate=translate,
+            upper=upper,
+        )
+    if not torch.allclose(a, b, atol=1e-4, rtol=1e-4):
+        log.warning(
+            "causal fast path disagrees with the full forward (max |dNLL| %.2e); using the "
+            "full forward",
+            float((a - b).abs().max()),
+        )
+        return train, val, None
+    return train, val, upper
 
 
 def _unfold(t: Translator, mean: torch.Tensor, std: torch.Tensor):
@@ -215,12 +316,15 @@ def fit_causal_translator(
     token_y: torch.Tensor,
     token_val_frac: float,
     mode: str,
+    fast: bool = True,
 ) -> Translator:
     """Train the affine map through the frozen ``receiver`` on ``examples``.
 
     ``token_x``/``token_y``: the linear translator's sender and raw receiver training tokens
     (in prompt order): their standardisation, native norm and held-out split are shared
-    with the linear fit, and they feed the optional alignment term.
+    with the linear fit, and they feed the optional alignment term. ``fast``: run only the
+    blocks above the injection site on cached block outputs (GPT-NeoX; checked against the
+    full hooked forward before use, else the full forward).
     """
     if len(examples) < 2:
         raise HarnessError(
@@ -260,14 +364,24 @@ def fit_causal_translator(
     yn_tr = token_y[tr].float()
     yn_tr = (yn_tr / yn_tr.norm(dim=-1, keepdim=True).clamp_min(_EPS)).to(device)
 
+    upper: nn.ModuleList | None = None
+
     def held_out() -> tuple[float, float]:
         with torch.no_grad():
             loss, hit = answer_losses(
-                receiver, val, pad_id=pad_id, module=module, spec=spec, translate=translate
+                receiver,
+                val,
+                pad_id=pad_id,
+                module=module,
+                spec=spec,
+                translate=translate,
+                upper=upper,
             )
         return float(loss.mean()), float(hit.mean())
 
     try:
+        if fast:
+            train, val, upper = _fast_path(receiver, module, train, val, pad_id, spec, translate)
         with torch.no_grad():
             clean_loss, clean_hit = answer_losses(receiver, val, pad_id=pad_id)
         init_loss, init_hit = held_out()
@@ -281,7 +395,13 @@ def fit_causal_translator(
                 idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
                 batch = [train[i] for i in idx]
                 loss, _ = answer_losses(
-                    receiver, batch, pad_id=pad_id, module=module, spec=spec, translate=translate
+                    receiver,
+                    batch,
+                    pad_id=pad_id,
+                    module=module,
+                    spec=spec,
+                    translate=translate,
+                    upper=upper,
                 )
                 total = loss.mean()
                 if cfg.alignment_weight > 0:
@@ -291,9 +411,9 @@ def fit_causal_translator(
                     total = (
                         total + cfg.alignment_weight * (pred - yn_tr[rows]).pow(2).sum(-1).mean()
                     )
-                if not torch.isfinite(total):
+                if not torch.isfinite(total.detach()):
                     raise HarnessError(
-                        f"causal translator loss became {float(total)} at step {step}",
+                        f"causal translator loss became {total.detach().item()} at step {step}",
                         "lower [causal] lr in the protocol",
                     )
                 opt.zero_grad(set_to_none=True)
@@ -345,6 +465,7 @@ def fit_causal_translator(
         "val_answer_nll": best[0],
         "val_first_token_acc": best[1],
         "best_step": best[2],
+        "fast_path": upper is not None,
         "val_nll_history": history,
     }
     return out

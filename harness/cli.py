@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, report_errors
 
 __all__ = ["build_parser", "main"]
 
@@ -345,22 +345,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.fn(args) or 0)
-    except HarnessError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:
-        return 0
-    except OSError as exc:  # a path that is a file, unwritable, or a full disk
-        if args.debug:
-            raise
-        where = f": {exc.filename}" if exc.filename else ""
-        print(
-            f"error: {exc.strerror or exc}{where} -- check the path, its permissions and free "
-            "space (--debug for a traceback)",
-            file=sys.stderr,
-        )
-        return HarnessError.exit_code
+    return report_errors(lambda: args.fn(args), debug=args.debug)

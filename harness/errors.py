@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["HarnessError"]
+import sys
+from collections.abc import Callable
+
+__all__ = ["HarnessError", "report_errors"]
 
 
 class HarnessError(Exception):
@@ -18,3 +21,29 @@ class HarnessError(Exception):
         self.what = what
         self.fix = fix
         super().__init__(f"{what} -- {fix}" if fix else what)
+
+
+def report_errors(fn: Callable[[], int], *, debug: bool = False) -> int:
+    """Run a command; turn a :class:`HarnessError` or an ``OSError`` into one stderr line.
+
+    Returns the command's exit code, or the error's (2). ``debug`` re-raises instead.
+    """
+    try:
+        return int(fn() or 0)
+    except HarnessError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:  # a path that is a file, unwritable, or a full disk
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(
+            f"error: {exc.strerror or exc}{where} -- check the path, its permissions and free "
+            "space (--debug for a traceback)",
+            file=sys.stderr,
+        )
+        return HarnessError.exit_code

@@ -160,13 +160,13 @@ def fig_causal(
     and mode, against the clean receiver; and eval deltas vs no injection, linear vs causal."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     clean = None
-    for cond, ls in (("causal_replace", "-"), ("causal_additive", "--")):
+    for cond, ls, color in (("causal_replace", "-", _EXT), ("causal_additive", "--", "#8c5a0b")):
         for f in results.runs(cond, "fwd"):
             t = f.raw.get("translator") or {}
             hist = t.get("val_nll_history") or []
             if hist:
                 xs, ys = zip(*hist, strict=True)
-                ax1.plot(xs, ys, ls, color=_EXT, alpha=0.8, label=f"{_label(cond)} seed {f.seed}")
+                ax1.plot(xs, ys, ls, color=color, alpha=0.8, label=f"{_label(cond)} seed {f.seed}")
                 clean = t.get("val_answer_nll_no_inject", clean)
     if clean is not None:
         ax1.axhline(clean, color=_BASE, lw=1.2, label=f"no injection ({clean:.3f})")
@@ -198,12 +198,23 @@ def fig_causal(
                 color=color,
                 capsize=3,
             )
-            ax2.text(r.ci_high * 100 + 0.5, y, f"{r.delta * 100:+.2f}", va="center", fontsize=7)
+            ax2.text(
+                r.ci_high * 100 + 0.5,
+                y,
+                f"{r.delta * 100:+.2f} [{r.ci_low * 100:+.2f}, {r.ci_high * 100:+.2f}]",
+                va="center",
+                fontsize=7,
+            )
             ticks.append(y)
             labels.append(f"{_label(cond)} (n={r.n_pairs})")
             y -= 1
         y -= 0.5
     ax2.axvline(0, color="black", lw=0.8)
+    shown = [by[c] for pair in pairs for c in pair if c in by]
+    lo = min((r.ci_low for r in shown), default=-0.1) * 100
+    hi = max((r.ci_high for r in shown), default=0.1) * 100
+    span = max(hi - lo, 1.0)
+    ax2.set_xlim(lo - 0.05 * span, hi + 0.45 * span)  # room for the value labels
     ax2.set_yticks(ticks, labels)
     ax2.set_xlabel("paired word-boundary delta vs no injection (pp, 95% CI)")
     ax2.set_title("eval: linear (grey) vs causal (amber) translator", fontsize=10)

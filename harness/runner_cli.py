@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, report_errors
 
 __all__ = ["add_run_parser", "cmd_run", "main"]
 
@@ -41,7 +41,12 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         nargs="+",
         metavar="NAME",
         help="conditions to run (comma or space separated; 'all' adds the appendix); "
-        "default: the protocol's conditions plus the strict controls",
+        "default: the protocol's conditions, the strict controls and its extension conditions",
+    )
+    p.add_argument(
+        "--no-extension",
+        action="store_true",
+        help="leave out the protocol's extension conditions (beyond the paper: causal_*)",
     )
     p.add_argument("--seeds", nargs="+", metavar="SEED", help="seeds (default: the protocol's)")
     p.add_argument(
@@ -122,6 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         artifact=args.artifact,
         train_limit=args.train_limit,
         include_appendix=include_appendix,
+        include_extension=not args.no_extension,
         progress=not args.no_progress,
         threads=args.threads,
     )
@@ -140,13 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return cmd_run(args)
-    except HarnessError as exc:
-        if args.debug:
-            raise
-        sys.stderr.write(f"error: {exc}\n")
-        return exc.exit_code
+    return report_errors(lambda: cmd_run(args), debug=args.debug)
 
 
 if __name__ == "__main__":

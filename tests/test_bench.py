@@ -27,3 +27,26 @@ def test_events_are_counted_per_artefact(tmp_path, monkeypatch) -> None:
 def test_render_reads_a_report() -> None:
     rep = {"machine": {"cpus": 2, "torch": "2.13", "threads": 2}, "roofline_gflops": 100.0}
     assert "roofline 100.0 GFLOP/s" in render(rep)
+
+
+def test_the_matmul_floor_times_every_weight_at_prefill_and_decode_shapes(monkeypatch) -> None:
+    import torch.nn.functional as F
+
+    from harness import bench
+
+    model = tiny_model()
+    emb = model.get_input_embeddings().weight
+    weights = [p for p in model.parameters() if p.dim() == 2 and p is not emb]
+    rows: list[int] = []
+    real = F.linear
+
+    def spy(x, w, *a):
+        rows.append(x.shape[0])
+        return real(x, w, *a)
+
+    monkeypatch.setattr(F, "linear", spy)
+    floor = bench.matmul_floor(model, batch=3, width=5, new_tokens=4)
+    # warm-up + 2 timed prefill passes at 3 x 5 rows, warm-up + 3 timed decode passes at 3 rows
+    assert sorted(set(rows)) == [3, 15]
+    assert rows.count(15) == 3 * len(weights) and rows.count(3) == 4 * len(weights)
+    assert floor["total_s"] == floor["prefill_s"] + 3 * floor["decode_step_s"]

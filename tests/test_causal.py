@@ -62,7 +62,7 @@ def pair():
     return receiver, examples, linear, x, y
 
 
-def _fit(pair, cfg: CausalConfig = CFG, mode: str = "replace", seed: int = 0):
+def _fit(pair, cfg: CausalConfig = CFG, mode: str = "replace", seed: int = 0, fast: bool = True):
     receiver, examples, linear, x, y = pair
     spec = InjectionSpec("replace") if mode == "replace" else InjectionSpec("additive", scale=0.01)
     return fit_causal_translator(
@@ -78,6 +78,7 @@ def _fit(pair, cfg: CausalConfig = CFG, mode: str = "replace", seed: int = 0):
         token_y=y,
         token_val_frac=0.2,
         mode=mode,
+        fast=fast,
     )
 
 
@@ -241,3 +242,28 @@ def test_protocol_refuses_a_bad_causal_recipe(tmp_path: Path) -> None:
     proto.write_text(text.replace("extension_conditions = []", 'extension_conditions = ["x"]'))
     with pytest.raises(HarnessError, match="unknown condition 'x'"):
         load_protocol(proto)
+
+
+def test_too_few_prompts_or_a_diverging_loss_are_one_line_errors(pair) -> None:
+    receiver, examples, linear, x, y = pair
+    with pytest.raises(HarnessError, match=r"only 1 causal training prompt\(s\)"):
+        _fit((receiver, examples[:1], linear, x, y))
+    poisoned = [
+        dataclasses.replace(e, sender_states=e.sender_states * float("nan")) for e in examples
+    ]
+    with pytest.raises(HarnessError, match=r"loss became nan at step 1 -- lower \[causal\] lr"):
+        _fit((receiver, poisoned, linear, x, y))
+
+
+def test_the_fast_path_trains_the_same_map_as_the_full_forward(pair) -> None:
+    """Running only the blocks above the site on cached block outputs is an optimisation,
+    never a change of result."""
+    receiver = pair[0]
+    blocks = list(receiver.gpt_neox.layers)
+    fast, full = _fit(pair), _fit(pair, fast=False)
+    assert fast.metrics["fast_path"] is True and full.metrics["fast_path"] is False
+    torch.testing.assert_close(fast.weight, full.weight, atol=1e-4, rtol=1e-3)
+    hist_fast = [v for _, v in fast.metrics["val_nll_history"]]
+    hist_full = [v for _, v in full.metrics["val_nll_history"]]
+    assert hist_fast == pytest.approx(hist_full, rel=1e-4)
+    assert list(receiver.gpt_neox.layers) == blocks  # the block list is restored

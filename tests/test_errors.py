@@ -338,6 +338,20 @@ def test_an_unknown_device_or_a_file_as_out_folder_is_one_line(results, tmp_path
     expect(run_cli(capsys, proto, tmp_path / "file"), r"--out .*file is a file, not a folder")
 
 
+def test_the_stand_alone_runner_reports_an_os_error_in_one_line(results, tmp_path, capsys):
+    from harness.runner_cli import main as runner_main
+
+    proto, _ = results
+    (tmp_path / "file").write_text("x")
+    code = runner_main(
+        ["--protocol", str(proto), "--out", str(tmp_path / "file" / "sub"), "--no-progress"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    line = [x for x in err.splitlines() if x.startswith("error: ")]
+    assert len(line) == 1 and "Not a directory" in line[0] and " -- check the path" in line[0]
+
+
 # -- translator checkpoints and numerical failures ---------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,32 @@ def test_left_padded_batches_equal_batch_size_one(model, tok, batch_size) -> Non
     assert (
         generate_tokens(model, prompts, settings, batch_size=batch_size, use_cache=False) == single
     )
+
+
+def test_length_sorted_buckets_keep_input_order_and_pad_less(model, tok) -> None:
+    """Batches are built from prompts sorted by length; results come back in input order and
+    equal unsorted batching; the injection factory sees each batch's original indices."""
+    prompts = [tok(t).input_ids for t in TEXTS * 2]
+    settings = _settings()
+    seen: list[tuple[list[int], int]] = []
+
+    def factory(idx, mask):
+        seen.append((list(idx), int(mask.shape[1])))
+        return contextlib.nullcontext()
+
+    plain = generate_tokens(model, prompts, settings, batch_size=3, length_sorted=False)
+    out = generate_tokens(model, prompts, settings, batch_size=3, injection=factory)
+    assert out == plain
+    assert sorted(i for idx, _ in seen for i in idx) == list(range(len(prompts)))
+    lengths = [len(prompts[i]) for idx, _ in seen for i in idx]
+    assert lengths == sorted(lengths)
+    assert [w for _, w in seen] == [max(len(prompts[i]) for i in idx) for idx, _ in seen]
+    padded = sum(len(idx) * w for idx, w in seen)
+    unsorted = sum(
+        len(prompts[i : i + 3]) * max(map(len, prompts[i : i + 3]))
+        for i in range(0, len(prompts), 3)
+    )
+    assert padded < unsorted
 
 
 def test_eos_ends_a_row_and_is_not_part_of_the_answer(model, tok) -> None:

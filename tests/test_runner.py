@@ -308,3 +308,31 @@ def test_threads_apply_to_the_run_only(tiny_protocol, tmp_path, monkeypatch) -> 
     assert seen == [before + 1] and torch.get_num_threads() == before
     with pytest.raises(HarnessError, match="threads must be at least 1"):
         run_protocol(str(tiny_protocol), tmp_path / "x", limit=2, progress=False, threads=0)
+
+
+def test_extension_conditions_run_by_default_and_leave_with_no_extension(
+    tiny_protocol, tmp_path, monkeypatch
+) -> None:
+    text = Path(tiny_protocol).read_text()
+    # relative paths in the tiny protocol resolve against its own folder
+    path = Path(tiny_protocol).with_name("ext.toml")
+    path.write_text(
+        text.replace(
+            "extension_conditions = []",
+            'extension_conditions = ["causal_replace", "causal_additive"]',
+        )
+    )
+    proto = load_protocol(path)
+    names = {j.condition for j in plan_jobs(proto, include_extension=True)}
+    assert {"causal_replace", "causal_additive"} <= names
+    assert not {"causal_replace", "causal_additive"} & {j.condition for j in plan_jobs(proto)}
+    seen = {}
+
+    def fake_run(protocol, out, **kw):
+        seen.update(kw)
+        return []
+
+    monkeypatch.setattr("harness.runner.run_protocol", fake_run)
+    for flags, want in (([], True), (["--no-extension"], False)):
+        assert cli_main(["--protocol", str(path), "--out", str(tmp_path / "o"), *flags]) == 0
+        assert seen["include_extension"] is want
