@@ -54,16 +54,22 @@ def mm_roofline(n: int = 2048, repeats: int = 3) -> float:
 def generation_matmul_flops(
     model: torch.nn.Module, prompt_lens: Sequence[int], new_tokens: int
 ) -> float:
-    """Matmul FLOPs of greedy generation: 2 x (weights that multiply) x tokens processed.
+    """Useful matmul FLOPs of greedy generation: 2 x (weights that multiply) x tokens.
 
-    Every position of the prompt goes through every linear layer and the LM head once, and so
-    does every generated token but the last; the input embedding is a lookup (not counted),
-    and attention-score FLOPs are ignored (small at these lengths).
+    Every position of the prompt goes through every block's linear layers once, and so does
+    every generated token but the last; the LM head runs once per new token (on the prompt's
+    last position, then on each generated token but the last). The input embedding is a
+    lookup (not counted) and attention-score FLOPs are ignored (small at these lengths).
     """
-    emb = model.get_input_embeddings().weight.numel()
-    matmul_params = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2) - emb
-    tokens = sum(prompt_lens) + len(prompt_lens) * max(new_tokens - 1, 0)
-    return 2.0 * matmul_params * tokens
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    blocks = sum(p.numel() for p in model.parameters() if p.dim() == 2) - emb.numel()
+    if head is not emb:
+        blocks -= head.numel()
+    steps = len(prompt_lens) * max(new_tokens - 1, 0)
+    return 2.0 * (
+        blocks * (sum(prompt_lens) + steps) + head.numel() * len(prompt_lens) * new_tokens
+    )
 
 
 def matmul_floor(
@@ -80,16 +86,19 @@ def matmul_floor(
     import torch.nn.functional as F
 
     emb = model.get_input_embeddings().weight
-    weights = [p for p in model.parameters() if p.dim() == 2 and p is not emb]
+    head = model.get_output_embeddings().weight
+    weights = [p for p in model.parameters() if p.dim() == 2 and p is not emb and p is not head]
     gen = torch.Generator().manual_seed(0)
 
     def pass_(rows: int) -> Callable[[], None]:
         xs = {w.shape[1]: torch.randn(rows, w.shape[1], generator=gen) for w in weights}
+        h = torch.randn(batch, head.shape[1], generator=gen)  # the head: last position only
 
         def run() -> None:
             with torch.inference_mode():
                 for w in weights:
                     F.linear(xs[w.shape[1]], w)
+                F.linear(h, head)
 
         return run
 
@@ -103,8 +112,8 @@ def matmul_floor(
         "prefill_s": t_pre,
         "decode_step_s": t_dec,
         "total_s": t_pre + max(new_tokens - 1, 0) * t_dec,
-        "decode_gflops": 2 * params * batch / t_dec / 1e9,
-        "prefill_gflops": 2 * params * batch * width / t_pre / 1e9,
+        "decode_gflops": 2 * (params + head.numel()) * batch / t_dec / 1e9,
+        "prefill_gflops": 2 * (params * width + head.numel()) * batch / t_pre / 1e9,
     }
 
 
@@ -322,7 +331,8 @@ def render(r: dict[str, Any]) -> str:
     for src, c in (r.get("claims") or {}).items():
         lines.append(
             f"claims [{src}]: cold {c['cold']['seconds']:.1f}s, warm {c['warm']['seconds']:.1f}s "
-            f"(warm/cold {c['warm_over_cold']:.2f}); grid {c['grid_seconds']}s; "
+            f"(warm/cold {c['warm_over_cold']:.2f}); "
+            f"grid {'-' if c['grid_seconds'] is None else str(c['grid_seconds']) + 's'}; "
             f"artefacts {c['artefacts']}; max computations per artefact {c['max_computations_per_artefact']}; "
             f"warm-run events {c['warm']['events'] or 'none'}"
         )

@@ -13,7 +13,7 @@ __all__ = ["Claim", "collect_claims", "render_claim_table"]
 
 CLAIMS_DIR = Path(__file__).resolve().parent.parent / "claims"
 SOURCES = ("paper", "mini", "pythia")
-# Paper order: Section 3.2, 4.1, 4.2, 4.3, Appendix B, Appendix D.
+# Paper order: Section 3.2, 4.1, 4.2, 4.3, Appendix B, Appendix D; then beyond the paper.
 MODULE_ORDER = (
     "test_translation_alignment",
     "test_main_results",
@@ -21,6 +21,7 @@ MODULE_ORDER = (
     "test_diagnostic_controls",
     "test_validation",
     "test_metric_audit",
+    "test_causal_translator",
 )
 _SYMBOL = {
     "passed": "PASS",

@@ -95,6 +95,72 @@ def _process(
     return scores
 
 
+def _growing_cache(model: nn.Module, reserve: int) -> Any:
+    """A KV cache whose layers append in place into a preallocated buffer.
+
+    transformers' ``DynamicLayer`` concatenates the whole cache with each new token (a copy of
+    every key and value at every step, per layer); these layers allocate prompt + ``reserve``
+    positions at the prefill and write each new token into the next free slot, handing the
+    attention a view of the filled part. Returns ``None`` (the model's default cache) for
+    models whose cache layers are not plain ``DynamicLayer``.
+    """
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:  # pragma: no cover - older transformers
+        return None
+
+    class _Growing(DynamicLayer):
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kw: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+                self._buf: tuple[torch.Tensor, torch.Tensor] | None = None
+                self._n = 0
+            n = self._n + key_states.shape[-2]
+            if self._buf is None or n > self._buf[0].shape[-2]:
+                cap = n + reserve
+                new = tuple(
+                    x.new_empty((*x.shape[:-2], cap, x.shape[-1]))
+                    for x in (key_states, value_states)
+                )
+                if self._buf is not None:
+                    for old, dst in zip(self._buf, new, strict=True):
+                        dst[..., : self._n, :].copy_(old[..., : self._n, :])
+                self._buf = new  # type: ignore[assignment]
+            k, v = self._buf
+            k[..., self._n : n, :].copy_(key_states)
+            v[..., self._n : n, :].copy_(value_states)
+            self._n = n
+            self.keys, self.values = k[..., :n, :], v[..., :n, :]
+            return self.keys, self.values
+
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    try:
+        cache = DynamicCache(config=config)
+    except Exception:  # pragma: no cover - a config the cache cannot read
+        return None
+    if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return None
+    cache.layers = [_Growing() for _ in cache.layers]
+    return cache
+
+
+def _last_logits_only(model: nn.Module) -> dict[str, int]:
+    """``logits_to_keep=1`` where the model's forward accepts it: a full-prompt forward then
+    runs the LM head on the last position only (the only logits greedy decoding reads)
+    instead of every prompt position."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
+        return {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+
 def generate_batch(
     model: nn.Module,
     token_ids: Sequence[Sequence[int]],
@@ -121,7 +187,17 @@ def generate_batch(
     done = torch.zeros(bsz, dtype=torch.bool, device=device)
     eos = settings.eos_token_id
     with torch.inference_mode():
-        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=use_cache)
+        keep = _last_logits_only(model)
+        grown = _growing_cache(model, settings.max_new_tokens) if use_cache else None
+        extra = {"cache": grown} if grown is not None else {}
+        res = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=use_cache,
+            **keep,
+            **extra,
+        )
         cache = res.cache if use_cache else None
         logits = res.logits[:, -1]
         full_ids, full_mask, full_pos = ids, mask, pos
@@ -164,6 +240,7 @@ def generate_batch(
                     attention_mask=full_mask,
                     position_ids=full_pos,
                     use_cache=False,
+                    **keep,
                 )
             logits = res.logits[:, -1]
     return out

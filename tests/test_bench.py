@@ -5,12 +5,14 @@ from harness.events import count_events, record
 from tests.model_fixtures import tiny_model
 
 
-def test_matmul_flops_count_every_linear_weight_once_per_processed_token() -> None:
+def test_matmul_flops_count_blocks_per_processed_token_and_the_head_per_new_token() -> None:
     model = tiny_model()
     emb = model.get_input_embeddings().weight.numel()
-    mats = sum(p.numel() for p in model.parameters() if p.dim() == 2) - emb
-    # two prompts of 5 and 7 tokens, 4 new tokens each: 12 prompt positions + 2 x 3 decode steps
-    assert generation_matmul_flops(model, [5, 7], 4) == 2.0 * mats * 18
+    head = model.get_output_embeddings().weight.numel()
+    blocks = sum(p.numel() for p in model.parameters() if p.dim() == 2) - emb - head
+    # two prompts of 5 and 7 tokens, 4 new tokens each: the blocks see 12 prompt positions +
+    # 2 x 3 decode steps; the head runs on 2 x 4 positions (last prompt token + 3 generated)
+    assert generation_matmul_flops(model, [5, 7], 4) == 2.0 * (blocks * 18 + head * 8)
 
 
 def test_events_are_counted_per_artefact(tmp_path, monkeypatch) -> None:
@@ -36,7 +38,8 @@ def test_the_matmul_floor_times_every_weight_at_prefill_and_decode_shapes(monkey
 
     model = tiny_model()
     emb = model.get_input_embeddings().weight
-    weights = [p for p in model.parameters() if p.dim() == 2 and p is not emb]
+    head = model.get_output_embeddings().weight
+    weights = [p for p in model.parameters() if p.dim() == 2 and p is not emb and p is not head]
     rows: list[int] = []
     real = F.linear
 
@@ -46,7 +49,9 @@ def test_the_matmul_floor_times_every_weight_at_prefill_and_decode_shapes(monkey
 
     monkeypatch.setattr(F, "linear", spy)
     floor = bench.matmul_floor(model, batch=3, width=5, new_tokens=4)
-    # warm-up + 2 timed prefill passes at 3 x 5 rows, warm-up + 3 timed decode passes at 3 rows
+    # warm-up + 2 timed prefill passes at 3 x 5 rows (the head at 3 rows: last position
+    # only), warm-up + 3 timed decode passes at 3 rows
     assert sorted(set(rows)) == [3, 15]
-    assert rows.count(15) == 3 * len(weights) and rows.count(3) == 4 * len(weights)
+    assert rows.count(15) == 3 * len(weights)
+    assert rows.count(3) == 3 + 4 * (len(weights) + 1)
     assert floor["total_s"] == floor["prefill_s"] + 3 * floor["decode_step_s"]

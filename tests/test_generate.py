@@ -135,3 +135,32 @@ def test_settings_come_from_the_protocol(tmp_path: Path, tok) -> None:
     assert (s.max_new_tokens, r.max_new_tokens) == (64, 128)
     assert (s.repetition_penalty, s.no_repeat_ngram_size) == (1.3, 3)
     assert (s.eos_token_id, s.pad_token_id) == (0, 1)
+
+
+def test_the_in_place_kv_cache_matches_the_default_cache_and_never_reallocates(
+    model, tok, monkeypatch
+) -> None:
+    import harness.generate as G
+
+    prompts = [tok(t).input_ids for t in TEXTS]
+    settings = _settings(eos=None)
+    made = []
+    real = G._growing_cache
+
+    def spy(m, reserve):
+        cache = real(m, reserve)
+        made.append(cache)
+        return cache
+
+    monkeypatch.setattr(G, "_growing_cache", spy)
+    ours = generate_batch(model, prompts, settings)
+    (cache,) = made
+    width = max(len(p) for p in prompts)
+    assert len(cache.layers) == 3
+    for layer in cache.layers:
+        k, v = layer._buf
+        assert k.shape[-2] == v.shape[-2] == width + settings.max_new_tokens  # one allocation
+        assert layer.keys.data_ptr() == k.data_ptr() and layer.values.data_ptr() == v.data_ptr()
+        assert layer._n == width + 11
+    monkeypatch.setattr(G, "_growing_cache", lambda m, reserve: None)  # transformers' cache
+    assert generate_batch(model, prompts, settings) == ours
