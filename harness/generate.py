@@ -148,6 +148,21 @@ def _growing_cache(model: nn.Module, reserve: int) -> Any:
     return cache
 
 
+def _finite(logits: torch.Tensor, step: int) -> torch.Tensor:
+    """The next-token logits, refused when any row holds NaN or inf (greedy argmax over them
+    would silently emit a token id and the result file would look like a normal answer)."""
+    bad = ~torch.isfinite(logits).all(dim=-1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise HarnessError(
+            f"the model produced NaN/inf logits at generation step {step} for batch row(s) "
+            f"{rows[:5]}",
+            "the weights or the injected states are numerically broken: check the model "
+            "files and, for an injected condition, the translator and the injection",
+        )
+    return logits
+
+
 def _last_logits_only(model: nn.Module) -> dict[str, int]:
     """``logits_to_keep=1`` where the model's forward accepts it: a full-prompt forward then
     runs the LM head on the last position only (the only logits greedy decoding reads)
@@ -199,7 +214,7 @@ def generate_batch(
             **extra,
         )
         cache = res.cache if use_cache else None
-        logits = res.logits[:, -1]
+        logits = _finite(res.logits[:, -1], 0)
         full_ids, full_mask, full_pos = ids, mask, pos
         for step in range(settings.max_new_tokens):
             scores = _process(logits, seen, bans, settings)
@@ -242,7 +257,7 @@ def generate_batch(
                     use_cache=False,
                     **keep,
                 )
-            logits = res.logits[:, -1]
+            logits = _finite(res.logits[:, -1], step + 1)
     return out
 
 

@@ -164,3 +164,14 @@ def test_the_in_place_kv_cache_matches_the_default_cache_and_never_reallocates(
         assert layer._n == width + 11
     monkeypatch.setattr(G, "_growing_cache", lambda m, reserve: None)  # transformers' cache
     assert generate_batch(model, prompts, settings) == ours
+
+
+def test_nan_logits_stop_generation_with_a_one_line_error(tok) -> None:
+    from harness.errors import HarnessError
+
+    broken = tiny_model(3, layers=3)
+    with torch.no_grad():
+        broken.get_output_embeddings().weight[5] = float("nan")  # one vocabulary row: every row NaN
+    prompts = [tok(t).input_ids for t in TEXTS]
+    with pytest.raises(HarnessError, match=r"NaN/inf logits at generation step 0 .*\[0, 1, 2, 3\]"):
+        generate_batch(broken, prompts, _settings())
