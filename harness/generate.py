@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.activations import batches, left_pad
+from harness.activations import batches, left_pad, packed_linears
 from harness.errors import HarnessError
 
 __all__ = ["GenerationSettings", "decode_new", "generate_batch", "generate_tokens"]
@@ -281,6 +281,32 @@ def generate_tokens(
     batch's positions in ``token_ids`` and ``mask`` its prompt mask ``[B, L]``.
     """
     results: list[list[int] | None] = [None] * len(token_ids)
+    with packed_linears(model):
+        _generate_all(
+            model,
+            token_ids,
+            settings,
+            batch_size,
+            use_cache,
+            injection,
+            progress,
+            length_sorted,
+            results,
+        )
+    return [r for r in results if r is not None]
+
+
+def _generate_all(
+    model: nn.Module,
+    token_ids: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    batch_size: int,
+    use_cache: bool,
+    injection: InjectionFactory | None,
+    progress: Callable[[int], None] | None,
+    length_sorted: bool,
+    results: list[list[int] | None],
+) -> None:
     for idx in batches(token_ids, batch_size, length_sorted=length_sorted):
         batch = [token_ids[i] for i in idx]
         _, mask, _ = left_pad(batch, settings.pad_token_id)
@@ -291,7 +317,6 @@ def generate_tokens(
             results[i] = toks
         if progress is not None:
             progress(len(idx))
-    return [r for r in results if r is not None]
 
 
 def decode_new(tokenizer: Any, new_tokens: Sequence[int]) -> str:

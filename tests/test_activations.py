@@ -31,3 +31,43 @@ def test_capture_returns_states_in_input_order_whatever_the_batching() -> None:
         assert got.token_ids == tuple(tuple(t) for t in ids)
         for a, b in zip(got.states, one.states, strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_packed_linears_swap_for_wide_cpu_models_and_restore_exactly(monkeypatch) -> None:
+    from torch import nn
+
+    from harness.activations import packed_linears
+    from harness.generate import GenerationSettings, generate_tokens
+
+    wide = tiny_model(5, hidden=512, layers=2, heads=8)
+    before = [(n, m) for n, m in wide.named_modules() if type(m) is nn.Linear]
+    gen = torch.Generator().manual_seed(2)
+    ids = [torch.randint(3, 99, (int(n),), generator=gen).tolist() for n in (5, 8, 3)]
+    settings = GenerationSettings(
+        max_new_tokens=6,
+        repetition_penalty=1.3,
+        no_repeat_ngram_size=3,
+        eos_token_id=None,
+        pad_token_id=1,
+    )
+    with packed_linears(wide) as n:
+        assert n == len(before) > 0
+        assert not any(type(m) is nn.Linear for m in wide.modules())
+        with packed_linears(wide) as again:  # nested: reuses the packing
+            assert again == 0
+        packed = generate_tokens(wide, ids, settings, batch_size=2)
+    assert [(n, m) for n, m in wide.named_modules() if type(m) is nn.Linear] == before
+    monkeypatch.setenv("HARNESS_PACK_LINEAR", "0")
+    with packed_linears(wide) as n:
+        assert n == 0
+    plain = generate_tokens(wide, ids, settings, batch_size=2)
+    assert packed == plain
+    module = wide.gpt_neox.layers[0]
+    a = capture(wide, module, ids, site="s", pad_id=1)
+    monkeypatch.delenv("HARNESS_PACK_LINEAR")
+    b = capture(wide, module, ids, site="s", pad_id=1)
+    for x, y in zip(a.states, b.states, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-3, rtol=1e-3)  # float rounding only
+    small = tiny_model(6)  # 32 wide: never packed
+    with packed_linears(small) as n:
+        assert n == 0
