@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from torch import nn
 from harness.activations import block_output, capture, left_pad, with_block_output
 from harness.errors import HarnessError
 from harness.injection import InjectionSpec, apply_injection, pad_sources
+from harness.protocol import CausalSpec
 from harness.translator import Translator, TranslatorConfig, evaluate_translator, split_tokens
 
 __all__ = ["CausalConfig", "CausalExample", "answer_losses", "fit_causal_translator"]
@@ -42,19 +44,8 @@ _EPS = 1e-8
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CausalConfig:
-    """How a causal translator is trained (the protocol's ``[causal]`` table)."""
-
-    lr: float
-    weight_decay: float
-    steps: int
-    batch_size: int
-    warmup_frac: float
-    val_frac: float
-    eval_every: int
-    alignment_weight: float
-    rank: int
+# The recipe is the protocol's ``[causal]`` table itself (one definition, no copy).
+CausalConfig = CausalSpec
 
 
 @dataclass(frozen=True)
@@ -129,22 +120,30 @@ class _Map(nn.Module):
         return xs @ self.weight().T + self.bias
 
 
+def _inject(
+    spec: InjectionSpec, hidden: torch.Tensor, source: torch.Tensor, prompt: torch.Tensor
+) -> torch.Tensor:
+    """``hidden`` with ``source`` injected (``spec``) at the ``prompt`` positions only."""
+    new, _ = apply_injection(spec, hidden, source.to(hidden.dtype))
+    return torch.where(prompt.unsqueeze(-1), new, hidden)
+
+
 class _TrainingInjection:
     """A differentiable forward hook: inject ``source`` at the ``prompt`` positions."""
 
-    def __init__(self, module: nn.Module, spec: InjectionSpec) -> None:
+    def __init__(
+        self, module: nn.Module, spec: InjectionSpec, source: torch.Tensor, prompt: torch.Tensor
+    ) -> None:
         self.module = module
         self.spec = spec
-        self.source: torch.Tensor | None = None
-        self.prompt: torch.Tensor | None = None
+        self.source = source
+        self.prompt = prompt
         self.fired = 0
 
     def _hook(self, _mod: nn.Module, _args: Any, output: Any) -> Any:
-        assert self.source is not None and self.prompt is not None
-        hidden = block_output(output)
-        new, _ = apply_injection(self.spec, hidden, self.source.to(hidden.dtype))
         self.fired += 1
-        return with_block_output(output, torch.where(self.prompt.unsqueeze(-1), new, hidden))
+        hidden = block_output(output)
+        return with_block_output(output, _inject(self.spec, hidden, self.source, self.prompt))
 
     def __enter__(self) -> _TrainingInjection:
         self._handle = self.module.register_forward_hook(self._hook)
@@ -152,6 +151,11 @@ class _TrainingInjection:
 
     def __exit__(self, *exc: Any) -> None:
         self._handle.remove()
+        if exc[0] is None and self.fired != 1:
+            raise HarnessError(
+                f"causal training hook fired {self.fired} times for one forward",
+                "check the resolved receiver block",
+            )
 
 
 def _batch(
@@ -208,32 +212,22 @@ def answer_losses(
     device = next(receiver.parameters()).device
     ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
     prompt, answer = prompt.to(device), answer.to(device)
-    hook = None
-    if upper is not None and translate is not None:
-        assert spec is not None and all(e.native is not None for e in examples)
-        native = pad_sources([e.native for e in examples], ids.shape[1], device)  # type: ignore[misc]
+    if translate is None:
+        hook: Any = nullcontext()
+    else:
+        assert spec is not None
         src = _sources(examples, translate, prompt, spec.mode == "additive").to(device)
-        new, _ = apply_injection(spec, native, src)
-        hidden = torch.where(prompt.unsqueeze(-1), new, native)
-        return _nll_and_hit(_upper_logits(receiver, upper, hidden, mask, pos), ids, answer)
-    if translate is not None:
-        assert module is not None and spec is not None
-        hook = _TrainingInjection(module, spec)
-        hook.source = _sources(examples, translate, prompt, spec.mode == "additive").to(device)
-        hook.prompt = prompt
-        hook.__enter__()
-    try:
+        if upper is not None:
+            assert all(e.native is not None for e in examples)
+            native = pad_sources([e.native for e in examples], ids.shape[1], device)  # type: ignore[misc]
+            hidden = _inject(spec, native, src, prompt)
+            return _nll_and_hit(_upper_logits(receiver, upper, hidden, mask, pos), ids, answer)
+        assert module is not None
+        hook = _TrainingInjection(module, spec, src, prompt)
+    with hook:
         logits = receiver(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False
         ).logits
-    finally:
-        if hook is not None:
-            hook.__exit__(None, None, None)
-    if hook is not None and hook.fired != 1:
-        raise HarnessError(
-            f"causal training hook fired {hook.fired} times for one forward",
-            "check the resolved receiver block",
-        )
     return _nll_and_hit(logits, ids, answer)
 
 

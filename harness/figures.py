@@ -66,6 +66,34 @@ def fig_accuracy(rows: list[SummaryRow], path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
+def _delta_point(ax: plt.Axes, r: ComparisonRow, y: float, color: str) -> None:
+    """One paired delta with its CI bar and a ``delta [low, high]`` label (pp)."""
+    ax.errorbar(
+        r.delta * 100,
+        y,
+        xerr=[[(r.delta - r.ci_low) * 100], [(r.ci_high - r.delta) * 100]],
+        fmt="o",
+        color=color,
+        capsize=3,
+    )
+    ax.text(
+        r.ci_high * 100 + 0.4,
+        y,
+        f"{r.delta * 100:+.2f} [{r.ci_low * 100:+.2f}, {r.ci_high * 100:+.2f}]",
+        va="center",
+        fontsize=7,
+    )
+
+
+def _delta_axis(ax: plt.Axes, rows: list[ComparisonRow]) -> None:
+    """The zero line and x limits with room for the value labels."""
+    ax.axvline(0, color="black", lw=0.8)
+    lo = min((r.ci_low for r in rows), default=-0.1) * 100
+    hi = max((r.ci_high for r in rows), default=0.1) * 100
+    span = max(hi - lo, 1.0)
+    ax.set_xlim(lo - 0.05 * span, hi + 0.45 * span)
+
+
 def fig_deltas(rows: list[ComparisonRow], baseline: str, path: Path, title: str) -> Path:
     rows = [
         r
@@ -75,29 +103,10 @@ def fig_deltas(rows: list[ComparisonRow], baseline: str, path: Path, title: str)
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
     y = list(range(len(rows)))[::-1]
     for yi, r in zip(y, rows, strict=True):
-        color = _BAD if r.ci_high < 0 else (_BASE if r.ci_low > 0 else _NEUTRAL)
-        ax.errorbar(
-            r.delta * 100,
-            yi,
-            xerr=[[(r.delta - r.ci_low) * 100], [(r.ci_high - r.delta) * 100]],
-            fmt="o",
-            color=color,
-            capsize=3,
-        )
-        ax.text(
-            r.ci_high * 100 + 0.4,
-            yi,
-            f"{r.delta * 100:+.2f} [{r.ci_low * 100:+.2f}, {r.ci_high * 100:+.2f}]",
-            va="center",
-            fontsize=7,
-        )
-    ax.axvline(0, color="black", lw=0.8)
+        _delta_point(ax, r, yi, _BAD if r.ci_high < 0 else (_BASE if r.ci_low > 0 else _NEUTRAL))
+    _delta_axis(ax, rows)
     ax.set_yticks(y, [f"{_label(r.condition)} (n={r.n_pairs})" for r in rows])
     ax.set_xlabel(f"paired word-boundary delta vs {_label(baseline)} (pp, 95% bootstrap CI)")
-    lo = min((r.ci_low for r in rows), default=-0.1) * 100
-    hi = max((r.ci_high for r in rows), default=0.1) * 100
-    span = max(hi - lo, 1.0)
-    ax.set_xlim(lo - 0.05 * span, hi + 0.45 * span)  # room for the value labels
     ax.set_title(title)
     return _save(fig, path)
 
@@ -190,31 +199,12 @@ def fig_causal(
             r = by.get(cond)
             if r is None:
                 continue
-            ax2.errorbar(
-                r.delta * 100,
-                y,
-                xerr=[[(r.delta - r.ci_low) * 100], [(r.ci_high - r.delta) * 100]],
-                fmt="o",
-                color=color,
-                capsize=3,
-            )
-            ax2.text(
-                r.ci_high * 100 + 0.5,
-                y,
-                f"{r.delta * 100:+.2f} [{r.ci_low * 100:+.2f}, {r.ci_high * 100:+.2f}]",
-                va="center",
-                fontsize=7,
-            )
+            _delta_point(ax2, r, y, color)
             ticks.append(y)
             labels.append(f"{_label(cond)} (n={r.n_pairs})")
             y -= 1
         y -= 0.5
-    ax2.axvline(0, color="black", lw=0.8)
-    shown = [by[c] for pair in pairs for c in pair if c in by]
-    lo = min((r.ci_low for r in shown), default=-0.1) * 100
-    hi = max((r.ci_high for r in shown), default=0.1) * 100
-    span = max(hi - lo, 1.0)
-    ax2.set_xlim(lo - 0.05 * span, hi + 0.45 * span)  # room for the value labels
+    _delta_axis(ax2, [by[c] for pair in pairs for c in pair if c in by])
     ax2.set_yticks(ticks, labels)
     ax2.set_xlabel("paired word-boundary delta vs no injection (pp, 95% CI)")
     ax2.set_title("eval: linear (grey) vs causal (amber) translator", fontsize=10)

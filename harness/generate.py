@@ -10,6 +10,7 @@ The answer is the new tokens only, decoded with special tokens skipped and strip
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -95,6 +96,48 @@ def _process(
     return scores
 
 
+@functools.cache
+def _growing_layer_class() -> type | None:
+    """``DynamicLayer`` that appends in place into a buffer with room for ``reserve`` more
+    positions (built once; ``None`` without transformers' cache classes)."""
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:  # pragma: no cover - older transformers
+        return None
+
+    class GrowingLayer(DynamicLayer):
+        def __init__(self, reserve: int) -> None:
+            super().__init__()
+            self.reserve = reserve
+            self._buf: tuple[torch.Tensor, torch.Tensor] | None = None
+            self._n = 0
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kw: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n = self._n + key_states.shape[-2]
+            if self._buf is None or n > self._buf[0].shape[-2]:
+                cap = n + self.reserve
+                new = tuple(
+                    x.new_empty((*x.shape[:-2], cap, x.shape[-1]))
+                    for x in (key_states, value_states)
+                )
+                if self._buf is not None:
+                    for old, dst in zip(self._buf, new, strict=True):
+                        dst[..., : self._n, :].copy_(old[..., : self._n, :])
+                self._buf = new  # type: ignore[assignment]
+            k, v = self._buf  # type: ignore[misc]
+            k[..., self._n : n, :].copy_(key_states)
+            v[..., self._n : n, :].copy_(value_states)
+            self._n = n
+            self.keys, self.values = k[..., :n, :], v[..., :n, :]
+            return self.keys, self.values
+
+    return GrowingLayer
+
+
 def _growing_cache(model: nn.Module, reserve: int) -> Any:
     """A KV cache whose layers append in place into a preallocated buffer.
 
@@ -104,47 +147,19 @@ def _growing_cache(model: nn.Module, reserve: int) -> Any:
     attention a view of the filled part. Returns ``None`` (the model's default cache) for
     models whose cache layers are not plain ``DynamicLayer``.
     """
-    try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer
-    except ImportError:  # pragma: no cover - older transformers
-        return None
-
-    class _Growing(DynamicLayer):
-        def update(
-            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kw: Any
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-                self._buf: tuple[torch.Tensor, torch.Tensor] | None = None
-                self._n = 0
-            n = self._n + key_states.shape[-2]
-            if self._buf is None or n > self._buf[0].shape[-2]:
-                cap = n + reserve
-                new = tuple(
-                    x.new_empty((*x.shape[:-2], cap, x.shape[-1]))
-                    for x in (key_states, value_states)
-                )
-                if self._buf is not None:
-                    for old, dst in zip(self._buf, new, strict=True):
-                        dst[..., : self._n, :].copy_(old[..., : self._n, :])
-                self._buf = new  # type: ignore[assignment]
-            k, v = self._buf
-            k[..., self._n : n, :].copy_(key_states)
-            v[..., self._n : n, :].copy_(value_states)
-            self._n = n
-            self.keys, self.values = k[..., :n, :], v[..., :n, :]
-            return self.keys, self.values
-
+    layer_class = _growing_layer_class()
     config = getattr(model, "config", None)
-    if config is None:
+    if layer_class is None or config is None:
         return None
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
     try:
         cache = DynamicCache(config=config)
     except Exception:  # pragma: no cover - a config the cache cannot read
         return None
     if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
-    cache.layers = [_Growing() for _ in cache.layers]
+    cache.layers = [layer_class(reserve) for _ in cache.layers]
     return cache
 
 

@@ -135,12 +135,11 @@ def test_training_injection_equals_the_runners_prefill_injection(pair, mode) -> 
         translated = [t[-1:].expand_as(t) for t in translated]
     # training path: prompt + answer, left padded as a whole
     ids, mask, pos, prompt, _ = _batch(batch, pad_id=1)
-    hook = _TrainingInjection(module, spec)
     flat = torch.cat(translated)
-    hook.source = flat.new_zeros((*prompt.shape, flat.shape[-1])).masked_scatter(
+    source = flat.new_zeros((*prompt.shape, flat.shape[-1])).masked_scatter(
         prompt.unsqueeze(-1), flat
     )
-    hook.prompt = prompt
+    hook = _TrainingInjection(module, spec, source, prompt)
     with torch.no_grad(), hook:
         train_logits = receiver(input_ids=ids, attention_mask=mask, position_ids=pos).logits
     # inference path: the runner's hook on the left-padded prompts alone
