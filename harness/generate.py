@@ -178,17 +178,31 @@ def _finite(logits: torch.Tensor, step: int) -> torch.Tensor:
     return logits
 
 
+def _forward_params(model: nn.Module) -> Any:
+    import inspect
+
+    try:
+        return inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
+        return {}
+
+
 def _last_logits_only(model: nn.Module) -> dict[str, int]:
     """``logits_to_keep=1`` where the model's forward accepts it: a full-prompt forward then
     runs the LM head on the last position only (the only logits greedy decoding reads)
     instead of every prompt position."""
-    import inspect
+    return {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}
 
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
-        return {}
-    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+def cache_keyword(model: nn.Module) -> str:
+    """The forward's KV-cache argument: ``cache`` (transformers >= 5.20) or
+    ``past_key_values`` (earlier releases, e.g. the 5.17 of some GPU images)."""
+    return "cache" if "cache" in _forward_params(model) else "past_key_values"
+
+
+def _returned_cache(res: Any) -> Any:
+    cache = getattr(res, "cache", None)
+    return cache if cache is not None else getattr(res, "past_key_values", None)
 
 
 def generate_batch(
@@ -219,7 +233,8 @@ def generate_batch(
     with torch.inference_mode():
         keep = _last_logits_only(model)
         grown = _growing_cache(model, settings.max_new_tokens) if use_cache else None
-        extra = {"cache": grown} if grown is not None else {}
+        cache_kw = cache_keyword(model)
+        extra = {cache_kw: grown} if grown is not None else {}
         res = model(
             input_ids=ids,
             attention_mask=mask,
@@ -228,7 +243,7 @@ def generate_batch(
             **keep,
             **extra,
         )
-        cache = res.cache if use_cache else None
+        cache = _returned_cache(res) if use_cache else None
         logits = _finite(res.logits[:, -1], 0)
         full_ids, full_mask, full_pos = ids, mask, pos
         for step in range(settings.max_new_tokens):
@@ -258,10 +273,10 @@ def generate_batch(
                     input_ids=nxt[:, None],
                     attention_mask=full_mask,
                     position_ids=step_pos,
-                    cache=cache,
                     use_cache=True,
+                    **{cache_kw: cache},
                 )
-                cache = res.cache
+                cache = _returned_cache(res)
             else:
                 if injection is not None:
                     injection.rearm()

@@ -11,6 +11,12 @@ has something sensible to carry.
 
     python -m harness.mini.train --which both
     python -m harness.mini.train --which receiver --minutes 40 --resume
+    python -m harness.mini.train --which receiver --device cuda --workers 6 --batch-size 256 \\
+        --steps 0 --minutes 7      # schedule sized to fit 7 minutes, measured over the warm-up
+
+On a GPU the batches are built by ``--workers`` processes (``spawn``) ahead of the optimiser;
+the batch of step *s* is the same as in-process (it depends only on the seed, *s* and the
+curriculum level), so a run is reproducible whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +86,8 @@ class TrainConfig:
     final_hop_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # 1..4 hops at level 4
     threads: int = 2
     stop_at_acc: float = 0.0  # stop early once held-out accuracy reaches this (0: never)
+    device: str = "cpu"
+    workers: int = 0  # batch-building processes (0: build batches in-process)
 
 
 def build_model(which: str, vocab_size: int, *, seed: int = 0) -> Any:
@@ -151,6 +160,80 @@ def _make_batch(tok: Any, rng: random.Random, cfg: TrainConfig, step: int, level
     return ids, att, ans
 
 
+def _step_rng(cfg: TrainConfig, step: int) -> random.Random:
+    """The data of step ``step`` depends only on the seed and the step (and the level)."""
+    return random.Random(cfg.seed * 1_000_003 + step)
+
+
+_WORKER_TOK: Any = None
+
+
+def _worker_init() -> None:
+    global _WORKER_TOK
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from transformers import AutoTokenizer
+
+    from harness.mini.tokenizer_build import TOKENIZER_DIR
+
+    torch.set_num_threads(1)
+    _WORKER_TOK = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+
+
+def _worker_batch(cfg: TrainConfig, step: int, level: int) -> tuple[Any, Any, Any]:
+    ids, att, ans = _make_batch(_WORKER_TOK, _step_rng(cfg, step), cfg, step, level)
+    return ids.numpy(), att.numpy(), ans.numpy()
+
+
+class BatchSource:
+    """Batches by step, built in-process or ahead of time by ``cfg.workers`` processes.
+
+    A prefetched batch is keyed by (step, curriculum level); when the level changes, the
+    batches built for the old level are dropped and rebuilt, so the data never depends on
+    how many workers there are."""
+
+    def __init__(self, tok: Any, cfg: TrainConfig, *, window: int = 0):
+        self.tok, self.cfg = tok, cfg
+        self.window = window or 4 * max(1, cfg.workers)
+        self.pool: ProcessPoolExecutor | None = None
+        self.pending: dict[int, tuple[int, Future[Any]]] = {}
+        if cfg.workers > 0:
+            import multiprocessing
+
+            self.pool = ProcessPoolExecutor(
+                cfg.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+            )
+
+    def get(self, step: int, level: int) -> tuple[Any, Any, Any]:
+        import torch
+
+        if self.pool is None:
+            return _make_batch(self.tok, _step_rng(self.cfg, step), self.cfg, step, level)
+        for s in list(self.pending):
+            if s < step or self.pending[s][0] != level:
+                self.pending.pop(s)[1].cancel()
+        for s in range(step, step + self.window):
+            if s not in self.pending:
+                self.pending[s] = (level, self.pool.submit(_worker_batch, self.cfg, s, level))
+        arrays = self.pending.pop(step)[1].result()
+        return tuple(torch.from_numpy(a) for a in arrays)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for _, fut in self.pending.values():
+                fut.cancel()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def __enter__(self) -> BatchSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _loss(model: Any, ids: Any, att: Any, ans: Any, lm_weight: float):
     import torch.nn.functional as F
 
@@ -181,6 +264,7 @@ def first_token_accuracy(
     import torch
 
     hits: dict[int, list[int]] = {}
+    device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):
@@ -191,7 +275,7 @@ def first_token_accuracy(
                 padding=True,
                 add_special_tokens=False,
             )
-            logits = model(**enc).logits[:, -1]
+            logits = model(**enc.to(device)).logits[:, -1]
             pred = logits.argmax(-1).tolist()
             for e, p in zip(chunk, pred, strict=True):
                 gold = tok(" " + e.answer, add_special_tokens=False)["input_ids"][0]
@@ -243,18 +327,30 @@ def train_model(
     out_dir: Path | None = None,
     ckpt_dir: Path = CKPT_DIR,
 ) -> dict[str, Any]:
-    """Train one model; returns a summary (steps, minutes, final held-out accuracy)."""
+    """Train one model; returns a summary (steps, minutes, final held-out accuracy).
+
+    ``cfg.steps == 0`` sizes the schedule to ``cfg.minutes``: the step rate is measured over
+    the warm-up (whose learning rates do not depend on the total), and the cosine then runs
+    over the steps that fit in 90% of the remaining time. The chosen total is logged and
+    checkpointed, so ``--steps N`` with that N reproduces the run."""
     import torch
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
     from harness.mini.tokenizer_build import TOKENIZER_DIR
 
+    if cfg.steps <= 0 and cfg.minutes <= 0 and not resume:
+        raise ValueError("--steps 0 (fit the schedule to the time) needs --minutes > 0")
     torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
     tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-    model = build_model(cfg.which, len(tok), seed=cfg.seed)
+    model = build_model(cfg.which, len(tok), seed=cfg.seed).to(device)
     opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+        model.parameters(),
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda",
     )
     ckpt = ckpt_dir / f"{cfg.which}.pt"
     step = 0
@@ -267,7 +363,12 @@ def train_model(
         step = int(state["step"])
         level = max(int(state.get("level", 1)), cfg.start_level)
         level_since = step
+        if cfg.steps <= 0:
+            cfg.steps = int(state["cfg"]["steps"])
         log.info("resumed %s from step %d (curriculum level %d)", cfg.which, step, level)
+    auto_steps = cfg.steps <= 0
+    if auto_steps:
+        cfg.steps = max(10 * cfg.warmup, 1_000_000)  # provisional; fixed after the warm-up
 
     def lr_at(s: int) -> float:
         if s < cfg.warmup:
@@ -280,49 +381,69 @@ def train_model(
     held = heldout_examples()
     out_dir = out_dir or MODELS_DIR / cfg.which
     t0 = time.monotonic()
+    t_rate = (0, t0)  # (step, time) where the warm-up rate measurement starts
     acc: dict[int, float] = {}
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.which}", mininterval=5)
     ema = None
-    while step < cfg.steps:
-        rng = random.Random(cfg.seed * 1_000_003 + step)
-        ids, att, ans = _make_batch(tok, rng, cfg, step, level)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        loss, a_loss, l_loss = _loss(model, ids, att, ans, cfg.lm_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        bar.update(1)
-        ema = a_loss.item() if ema is None else 0.98 * ema + 0.02 * a_loss.item()
-        bar.set_postfix(ans=f"{ema:.3f}", lm=f"{l_loss.item():.3f}")
-        done = step >= cfg.steps
-        out_of_time = cfg.minutes > 0 and (time.monotonic() - t0) / 60 >= cfg.minutes
-        if step % cfg.eval_every == 0 or done or out_of_time:
-            acc = first_token_accuracy(model, tok, held)
-            log.info(
-                "%s step %d level %d ans_loss %.3f lm_loss %.3f lr %.2e heldout acc %s (%.1f min)",
-                cfg.which,
-                step,
-                level,
-                ema,
-                l_loss.item(),
-                lr_at(step),
-                {k: round(v, 3) for k, v in acc.items()},
-                (time.monotonic() - t0) / 60,
-            )
-            stuck = step - level_since >= cfg.level_max_steps
-            if level < 4 and (acc[level] >= cfg.level_up_acc or stuck):
-                level += 1
-                level_since = step
-                log.info("%s curriculum: now training on 1..%d hops", cfg.which, level)
-        if step % cfg.ckpt_every == 0 or done or out_of_time:
-            _save_ckpt(ckpt, model, opt, step, cfg, level)
-            save_final(model, tok, out_dir)
-        if out_of_time or (cfg.stop_at_acc and acc.get(0, 0.0) >= cfg.stop_at_acc):
-            break
+    with BatchSource(tok, cfg) as batches:
+        while step < cfg.steps:
+            ids, att, ans = (t.to(device, non_blocking=True) for t in batches.get(step, level))
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            loss, a_loss, l_loss = _loss(model, ids, att, ans, cfg.lm_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            bar.update(1)
+            if auto_steps and step == min(10, cfg.warmup // 2):
+                t_rate = (step, time.monotonic())
+            if auto_steps and step == cfg.warmup:
+                now = time.monotonic()
+                rate = (step - t_rate[0]) / max(1e-9, now - t_rate[1])
+                left = cfg.minutes * 60 - (now - t0)
+                cfg.steps = step + max(1, int(0.9 * left * rate))
+                auto_steps = False
+                bar.total = cfg.steps
+                log.info(
+                    "%s schedule: %.1f steps/s over the warm-up -> %d steps in %.1f min",
+                    cfg.which,
+                    rate,
+                    cfg.steps,
+                    cfg.minutes,
+                )
+            if step % 25 == 0 or step >= cfg.steps:  # one host sync per 25 steps
+                a = a_loss.item()
+                ema = a if ema is None else 0.6 * ema + 0.4 * a
+                bar.set_postfix(ans=f"{ema:.3f}", lm=f"{l_loss.item():.3f}")
+            done = step >= cfg.steps
+            out_of_time = cfg.minutes > 0 and (time.monotonic() - t0) / 60 >= cfg.minutes
+            if step % cfg.eval_every == 0 or done or out_of_time:
+                acc = first_token_accuracy(model, tok, held)
+                log.info(
+                    "%s step %d level %d ans_loss %.3f lm_loss %.3f lr %.2e heldout acc %s "
+                    "(%.1f min)",
+                    cfg.which,
+                    step,
+                    level,
+                    ema if ema is not None else float("nan"),
+                    l_loss.item(),
+                    lr_at(step),
+                    {k: round(v, 3) for k, v in acc.items()},
+                    (time.monotonic() - t0) / 60,
+                )
+                stuck = step - level_since >= cfg.level_max_steps
+                if level < 4 and (acc[level] >= cfg.level_up_acc or stuck):
+                    level += 1
+                    level_since = step
+                    log.info("%s curriculum: now training on 1..%d hops", cfg.which, level)
+            if step % cfg.ckpt_every == 0 or done or out_of_time:
+                _save_ckpt(ckpt, model, opt, step, cfg, level)
+                save_final(model, tok, out_dir)
+            if out_of_time or (cfg.stop_at_acc and acc.get(0, 0.0) >= cfg.stop_at_acc):
+                break
     bar.close()
     save_final(model, tok, out_dir)
     minutes = (time.monotonic() - t0) / 60
@@ -333,13 +454,26 @@ def train_model(
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="harness.mini.train", description=__doc__.split("\n")[0])
     ap.add_argument("--which", choices=("receiver", "sender", "both"), default="both")
-    ap.add_argument("--steps", type=int, default=None, help="optimiser steps per model")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimiser steps per model (0: as many as fit in --minutes, measured)",
+    )
     ap.add_argument("--minutes", type=float, default=0.0, help="wall-clock cap per model")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    ap.add_argument(
+        "--workers", type=int, default=0, help="batch-building processes (0: in-process)"
+    )
+    ap.add_argument("--eval-every", type=int, default=200, help="held-out probe every N steps")
+    ap.add_argument(
+        "--ckpt-every", type=int, default=200, help="checkpoint and save weights every N steps"
+    )
     ap.add_argument(
         "--start-level",
         type=int,
@@ -365,11 +499,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = TrainConfig(
             which=w,
             seed=args.seed,
-            steps=args.steps or default_steps[w],
+            steps=default_steps[w] if args.steps is None else args.steps,
             minutes=args.minutes,
             batch_size=args.batch_size,
             lr=args.lr or default_lr[w],
             threads=args.threads,
+            device=args.device,
+            workers=args.workers,
+            eval_every=args.eval_every,
+            ckpt_every=args.ckpt_every,
             start_level=args.start_level,
             final_hop_weights=tuple(float(x) for x in args.hop_weights.split(",")),
         )
