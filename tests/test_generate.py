@@ -175,3 +175,42 @@ def test_nan_logits_stop_generation_with_a_one_line_error(tok) -> None:
     prompts = [tok(t).input_ids for t in TEXTS]
     with pytest.raises(HarnessError, match=r"NaN/inf logits at generation step 0 .*\[0, 1, 2, 3\]"):
         generate_batch(broken, prompts, _settings())
+
+
+class _PastKeyValuesModel(torch.nn.Module):
+    """A model with the pre-5.20 transformers calling convention: the KV cache goes in as
+    ``past_key_values`` and comes back as ``.past_key_values`` (no ``cache``)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+        self.calls: list[str] = []
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+    def forward(
+        self, input_ids, attention_mask, position_ids, use_cache, past_key_values=None, **kw
+    ):
+        from types import SimpleNamespace
+
+        self.calls.append("pkv" if past_key_values is not None else "none")
+        res = self.inner(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            cache=past_key_values,
+            **kw,
+        )
+        return SimpleNamespace(logits=res.logits, past_key_values=res.cache)
+
+
+def test_generation_speaks_the_past_key_values_convention_of_older_transformers(model, tok):
+    from harness.generate import cache_keyword
+
+    old = _PastKeyValuesModel(model)
+    assert cache_keyword(model) == "cache" and cache_keyword(old) == "past_key_values"
+    ids = [tok(t).input_ids for t in TEXTS]
+    assert generate_batch(old, ids, _settings()) == generate_batch(model, ids, _settings())
+    assert old.calls[0] == "pkv" and old.calls[1:] and set(old.calls[1:]) == {"pkv"}

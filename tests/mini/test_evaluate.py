@@ -29,3 +29,27 @@ def test_evaluate_model_reports_accuracy_and_chance_per_hop():
     assert sum(d["n"] for d in res["per_hop"].values()) == 8
     assert all(0.0 < d["chance"] <= 0.5 for d in res["per_hop"].values())
     assert "chance" in format_report("receiver", res)
+
+
+@pytest.mark.slow
+def test_shipped_pair_meets_the_task_targets_under_the_protocol_decoding():
+    """Issue #5's bar on the frozen eval, with the protocol's decoding: receiver >= 40%,
+    1-hop >= 2x chance, multi-hop above chance, the sender clearly below the receiver."""
+    proto = load_protocol("mini")
+    paths = {w: proto.resolve_path(getattr(proto.models, w)) for w in ("sender", "receiver")}
+    if not all((p / "config.json").is_file() for p in paths.values()):
+        pytest.skip("mini weights not trained yet: python -m harness.mini.train")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(proto.resolve_path(proto.models.tokenizer))
+    rows = load_rows(proto)
+    res = {
+        w: evaluate_model(AutoModelForCausalLM.from_pretrained(p), tok, rows)
+        for w, p in paths.items()
+    }
+    r, s = res["receiver"], res["sender"]
+    hop = {int(h): d for h, d in r["per_hop"].items()}
+    assert r["accuracy"] >= 0.40, r["accuracy"]
+    assert hop[1]["accuracy"] >= 2 * hop[1]["chance"], hop[1]
+    assert all(hop[h]["accuracy"] > hop[h]["chance"] for h in (2, 3, 4)), hop
+    assert s["accuracy"] <= r["accuracy"] - 0.2, (s["accuracy"], r["accuracy"])
