@@ -119,19 +119,42 @@ def _capture_hook(module: nn.Module, sink: list[torch.Tensor], stop: bool):
         handle.remove()
 
 
+PACK_ROWS_HINT = 32  # rows per product oneDNN lays the weight out for (a decode step's batch)
+
+
+def _pointwise_linear_available() -> bool:
+    return hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(
+        torch.ops.mkldnn, "_reorder_linear_weight"
+    )
+
+
 class _PackedLinear(nn.Module):
-    """An inference-only ``nn.Linear`` whose weight lives in oneDNN's own (blocked) layout."""
+    """An inference-only ``nn.Linear`` whose weight lives in oneDNN's own (blocked) layout.
+
+    Where torch has oneDNN's pointwise-linear op (the one ``torch.compile`` uses on CPU), the
+    weight is reordered once for products of about ``PACK_ROWS_HINT`` rows and the op takes
+    and returns plain dense tensors; otherwise the input is converted to oneDNN's tensor
+    type and back around ``mkldnn_linear``, which costs two copies per call."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         w = linear.weight.detach()
         b = linear.bias.detach() if linear.bias is not None else w.new_zeros(w.shape[0])
-        self.weight = w.to_mkldnn()  # plain attributes: the model's state dict is untouched
-        self.bias = b.to_mkldnn()
+        # plain attributes: the model's state dict is untouched
+        self.pointwise = _pointwise_linear_available()
+        if self.pointwise:
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS_HINT)
+            self.bias = b.contiguous()
+        else:  # pragma: no cover - torch builds without the op
+            self.weight, self.bias = w.to_mkldnn(), b.to_mkldnn()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
+        if self.pointwise:
+            return torch.ops.mkldnn._linear_pointwise(
+                x.contiguous(), self.weight, self.bias, "none", [], ""
+            )
+        lead = x.shape[:-1]  # pragma: no cover - torch builds without the op
         y = torch._C._nn.mkldnn_linear(
             x.reshape(-1, x.shape[-1]).to_mkldnn(), self.weight, self.bias
         )
