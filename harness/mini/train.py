@@ -491,6 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ckpt-dir", type=Path, default=CKPT_DIR, help="checkpoint folder (for --resume too)"
     )
     args = ap.parse_args(argv)
+    if args.steps == 0 and args.minutes <= 0:
+        ap.error("--steps 0 sizes the schedule to the time budget -- also pass --minutes M")
+    if args.workers < 0:
+        ap.error(f"--workers must be 0 (in-process) or more, not {args.workers}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     default_steps = {"receiver": 5000, "sender": 2500}
     default_lr = {"receiver": 2e-3, "sender": 2e-3}
