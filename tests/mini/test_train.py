@@ -65,3 +65,15 @@ def test_zero_steps_sizes_the_schedule_to_the_time_budget(tmp_path):
 
     state = torch.load(tmp_path / "ckpt" / "sender.pt", weights_only=False)
     assert state["cfg"]["steps"] == cfg.steps  # recorded: --steps N reproduces the run
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["--steps", "0"], "--minutes"), (["--workers", "-1"], "--workers must be 0")],
+)
+def test_bad_training_flags_fail_in_one_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--which", "sender", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert needle in err and err.startswith("harness.mini.train: error:")
