@@ -195,7 +195,7 @@ def _last_logits_only(model: nn.Module) -> dict[str, int]:
 
 
 def cache_keyword(model: nn.Module) -> str:
-    """The forward's KV-cache argument: ``cache`` (transformers >= 5.20) or
+    """The forward's KV-cache argument: ``cache`` (recent transformers, e.g. 5.24) or
     ``past_key_values`` (earlier releases, e.g. the 5.17 of some GPU images)."""
     return "cache" if "cache" in _forward_params(model) else "past_key_values"
 

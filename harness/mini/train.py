@@ -339,8 +339,6 @@ def train_model(
 
     from harness.mini.tokenizer_build import TOKENIZER_DIR
 
-    if cfg.steps <= 0 and cfg.minutes <= 0 and not resume:
-        raise ValueError("--steps 0 (fit the schedule to the time) needs --minutes > 0")
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
     tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
@@ -366,6 +364,8 @@ def train_model(
         if cfg.steps <= 0:
             cfg.steps = int(state["cfg"]["steps"])
         log.info("resumed %s from step %d (curriculum level %d)", cfg.which, step, level)
+    if cfg.steps <= 0 and cfg.minutes <= 0:
+        raise ValueError("--steps 0 (fit the schedule to the time) needs --minutes > 0")
     auto_steps = cfg.steps <= 0
     if auto_steps:
         cfg.steps = max(10 * cfg.warmup, 1_000_000)  # provisional; fixed after the warm-up
