@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -213,11 +214,18 @@ def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -
     }
     # Interleaved rounds, each in a rotated order, best time per variant: a slow spell on a
     # shared machine then hits every variant alike instead of skewing one ratio.
-    t = dict.fromkeys(variants, float("inf"))
+    rounds: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t[name] = min(t[name], _time(variants[name], 1))
+            rounds[name].append(_time(variants[name], 1))
+    t = {name: min(times) for name, times in rounds.items()}
+
+    def paired(base: str, other: str) -> float:
+        """Median over rounds of base/other within a round: the two ran minutes apart at
+        most, so a slow spell that spans a round cancels out of the ratio."""
+        return statistics.median(b / o for b, o in zip(rounds[base], rounds[other], strict=True))
+
     t["per_sample"] = _time(per_sample, 1)
     flops = generation_matmul_flops(model, lens, new_tokens)
     floor = matmul_floor(model, batch, max(lens), new_tokens)
@@ -229,6 +237,11 @@ def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -
         "seconds": {k: round(v, 3) for k, v in t.items()},
         "injected_over_plain_replace": t["plain"] / t["replace"],
         "injected_over_plain_additive": t["plain"] / t["additive"],
+        "injected_over_plain_paired": {
+            "replace": paired("plain", "replace"),
+            "additive": paired("plain", "additive"),
+        },
+        "rounds_seconds": {k: [round(x, 3) for x in v] for k, v in rounds.items()},
         "ours_over_hf_generate": t["hf_generate"] / t["plain"],
         "packed_over_unpacked": t["plain_unpacked"] / t["plain"],
         "batched_over_per_sample": t["per_sample"] / t["plain"],
@@ -362,7 +375,13 @@ def render(r: dict[str, Any]) -> str:
             f"generation at {g['shape']} (random init), batch {g['batch']}, {g['new_tokens']} new tokens, "
             f"prompt length {g['prompt_len_mean']:.1f}:",
             f"  injected/plain throughput   replace {g['injected_over_plain_replace']:.3f}   "
-            f"additive {g['injected_over_plain_additive']:.3f}",
+            f"additive {g['injected_over_plain_additive']:.3f}"
+            + (
+                f"   (round-paired median: replace {g['injected_over_plain_paired']['replace']:.3f}, "
+                f"additive {g['injected_over_plain_paired']['additive']:.3f})"
+                if "injected_over_plain_paired" in g
+                else ""
+            ),
             f"  our loop / HF generate      {g['ours_over_hf_generate']:.3f}   "
             f"(packed weights / plain nn.Linear: {g.get('packed_over_unpacked', float('nan')):.3f})",
             f"  batched / per-sample        {g['batched_over_per_sample']:.2f}x",
