@@ -368,7 +368,7 @@ def train_model(
         raise ValueError("--steps 0 (fit the schedule to the time) needs --minutes > 0")
     auto_steps = cfg.steps <= 0
     if auto_steps:
-        cfg.steps = 1_000_000  # provisional (only the warm-up reads it); fixed at its end
+        cfg.steps = 1_000_000  # provisional: warm-up lrs ignore it; fixed when the warm-up ends
 
     def lr_at(s: int) -> float:
         if s < cfg.warmup:
