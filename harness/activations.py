@@ -7,8 +7,7 @@ needed), and returns each prompt's states unpadded in an :class:`Activations` co
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.packing import packed_linears, real_rows_only
 
 __all__ = [
     "Activations",
@@ -26,6 +26,7 @@ __all__ = [
     "check_finite",
     "left_pad",
     "packed_linears",
+    "real_rows_only",
     "with_block_output",
 ]
 
@@ -119,95 +120,6 @@ def _capture_hook(module: nn.Module, sink: list[torch.Tensor], stop: bool):
         handle.remove()
 
 
-PACK_ROWS_HINT = 32  # rows per product oneDNN lays the weight out for (a decode step's batch)
-
-
-def _pointwise_linear_available() -> bool:
-    return hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(
-        torch.ops.mkldnn, "_reorder_linear_weight"
-    )
-
-
-class _PackedLinear(nn.Module):
-    """An inference-only ``nn.Linear`` whose weight lives in oneDNN's own (blocked) layout.
-
-    Where torch has oneDNN's pointwise-linear op (the one ``torch.compile`` uses on CPU), the
-    weight is reordered once for products of about ``PACK_ROWS_HINT`` rows and the op takes
-    and returns plain dense tensors; otherwise the input is converted to oneDNN's tensor
-    type and back around ``mkldnn_linear``, which costs two copies per call."""
-
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        w = linear.weight.detach()
-        b = linear.bias.detach() if linear.bias is not None else w.new_zeros(w.shape[0])
-        # plain attributes: the model's state dict is untouched
-        self.pointwise = _pointwise_linear_available()
-        if self.pointwise:
-            self.weight = torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS_HINT)
-            self.bias = b.contiguous()
-        else:  # pragma: no cover - torch builds without the op
-            self.weight, self.bias = w.to_mkldnn(), b.to_mkldnn()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pointwise:
-            return torch.ops.mkldnn._linear_pointwise(
-                x.contiguous(), self.weight, self.bias, "none", [], ""
-            )
-        lead = x.shape[:-1]  # pragma: no cover - torch builds without the op
-        y = torch._C._nn.mkldnn_linear(
-            x.reshape(-1, x.shape[-1]).to_mkldnn(), self.weight, self.bias
-        )
-        return y.to_dense().reshape(*lead, self.out_features)
-
-
-PACK_MIN_WIDTH = 512  # pack only models at least this wide (small ones gain nothing)
-
-
-def _pack_wanted(model: nn.Module) -> bool:
-    if os.environ.get("HARNESS_PACK_LINEAR", "1") == "0":
-        return False
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        p = next(model.parameters())
-    except StopIteration:
-        return False
-    width = int(getattr(getattr(model, "config", None), "hidden_size", 0) or 0)
-    return p.device.type == "cpu" and p.dtype == torch.float32 and width >= PACK_MIN_WIDTH
-
-
-@contextmanager
-def packed_linears(model: nn.Module) -> Iterator[int]:
-    """Inference on a CPU with the model's ``nn.Linear`` weights prepacked for oneDNN.
-
-    Decoding multiplies a few rows (the batch) by every weight matrix per token; with the
-    weights reordered once into oneDNN's blocked layout those products run about 1.5x faster
-    on this project's CPU (measured at Pythia-410M shape, 32 rows). The swap is undone on
-    exit, so training (the causal translator) and everything else see the plain modules.
-    Only for float32 CPU models at least ``PACK_MIN_WIDTH`` wide; ``HARNESS_PACK_LINEAR=0``
-    turns it off. Yields the number of swapped layers. Results agree with the plain path to
-    float rounding (~1e-6), so capture and generation both run under it: self-injection
-    then stays bitwise token-identical.
-    """
-    if getattr(model, "_harness_packed", False) or not _pack_wanted(model):
-        yield 0
-        return
-    swaps: list[tuple[nn.Module, str, nn.Module]] = []
-    try:
-        for mod in list(model.modules()):
-            for name, child in list(mod.named_children()):
-                if type(child) is nn.Linear:
-                    setattr(mod, name, _PackedLinear(child))
-                    swaps.append((mod, name, child))
-        model._harness_packed = True  # nested calls (generation batches) reuse the packing
-        yield len(swaps)
-    finally:
-        for mod, name, child in swaps:
-            setattr(mod, name, child)
-        model._harness_packed = False
-
-
 def batches(
     token_ids: Sequence[Sequence[int]], batch_size: int, *, length_sorted: bool = True
 ) -> list[list[int]]:
@@ -245,7 +157,11 @@ def capture(
             batch = [token_ids[i] for i in idx]
             ids, mask, pos = left_pad(batch, pad_id, device)
             sink: list[torch.Tensor] = []
-            with _capture_hook(module, sink, stop_early), suppress(_StopForward):
+            with (
+                _capture_hook(module, sink, stop_early),
+                suppress(_StopForward),
+                real_rows_only(mask),
+            ):
                 model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
             if len(sink) != 1:
                 raise RuntimeError(f"capture hook fired {len(sink)} times, expected once")

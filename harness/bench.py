@@ -74,21 +74,22 @@ def generation_matmul_flops(
 
 
 def matmul_floor(
-    model: torch.nn.Module, batch: int, width: int, new_tokens: int
+    model: torch.nn.Module, batch: int, prefill_rows: int, new_tokens: int
 ) -> dict[str, float]:
     """Seconds the generation's weight matmuls alone take, as the same linear layers.
 
     The same weights and shapes greedy generation multiplies: one prefill pass at
-    ``batch x width`` rows (the padded prompt batch) and ``new_tokens - 1`` decode passes at
-    ``batch`` rows, through ``F.linear`` or, where generation packs the weights
-    (:func:`harness.activations.packed_linears`), through the same packed layers. This is the
+    ``prefill_rows`` rows (the padded prompt batch, ``batch x width``; or, where generation
+    packs the weights and so multiplies only real prompt positions, their count) and
+    ``new_tokens - 1`` decode passes at ``batch`` rows, through ``F.linear`` or the same
+    packed layers (:func:`harness.packing.packed_linears`). This is the
     model's own cost at these shapes on this machine (decode at a few rows is bound by reading
     the weights, not by arithmetic), the ceiling our loop can approach; the square
     ``torch.mm`` roofline is the arithmetic ceiling.
     """
     import torch.nn.functional as F
 
-    from harness.activations import _pack_wanted, _PackedLinear
+    from harness.packing import _pack_wanted, _PackedLinear
 
     emb = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
@@ -118,7 +119,7 @@ def matmul_floor(
 
         return run
 
-    prefill, decode = pass_(batch * width), pass_(batch)
+    prefill, decode = pass_(prefill_rows), pass_(batch)
     prefill()
     decode()
     t_pre = _time(prefill, 2)
@@ -130,7 +131,7 @@ def matmul_floor(
         "decode_step_s": t_dec,
         "total_s": t_pre + max(new_tokens - 1, 0) * t_dec,
         "decode_gflops": 2 * (params + head.numel()) * batch / t_dec / 1e9,
-        "prefill_gflops": 2 * (params * width + head.numel()) * batch / t_pre / 1e9,
+        "prefill_gflops": 2 * (params * prefill_rows + head.numel() * batch) / t_pre / 1e9,
     }
 
 
@@ -228,7 +229,11 @@ def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -
 
     t["per_sample"] = _time(per_sample, 1)
     flops = generation_matmul_flops(model, lens, new_tokens)
-    floor = matmul_floor(model, batch, max(lens), new_tokens)
+    from harness.packing import _pack_wanted
+
+    # packed models multiply only the real prompt positions at the prefill (real_rows_only)
+    rows = sum(lens) if _pack_wanted(model) else batch * max(lens)
+    floor = matmul_floor(model, batch, rows, new_tokens)
     return {
         "shape": shape,
         "batch": batch,

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.activations import batches, left_pad, packed_linears
+from harness.activations import batches, left_pad
 from harness.errors import HarnessError
+from harness.packing import packed_linears, real_rows_only
 
 __all__ = ["GenerationSettings", "decode_new", "generate_batch", "generate_tokens"]
 
@@ -80,19 +81,48 @@ class _NgramBan:
         return list(self.table.get(key, ()))
 
 
+class _RepetitionPenalty:
+    """Hugging Face's repetition penalty over each row's real tokens (prompt + generated).
+
+    Applied to the seen token ids only (gather, penalise, scatter back) rather than to the
+    whole ``[B, vocab]`` score matrix: the same arithmetic on the same elements, so bitwise
+    the same scores, at a few hundred elements per row instead of 50k. Each row's history
+    holds its real prompt tokens with the padding slots set to the row's first real token
+    (penalising a token twice writes the same value twice), then one slot per step.
+    """
+
+    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, steps: int, penalty: float):
+        self.penalty = penalty
+        first = ids.gather(1, mask.argmax(1, keepdim=True))  # left padded: first real token
+        self.hist = torch.cat(
+            [torch.where(mask.bool(), ids, first), ids.new_empty((ids.shape[0], steps))], 1
+        )
+        self.n = ids.shape[1]
+
+    def push(self, nxt: torch.Tensor, done: torch.Tensor) -> None:
+        """Record the step's tokens; a finished row repeats its last token instead."""
+        self.hist[:, self.n] = torch.where(done, self.hist[:, self.n - 1], nxt)
+        self.n += 1
+
+    def apply(self, scores: torch.Tensor) -> None:
+        idx = self.hist[:, : self.n]
+        g = scores.gather(1, idx)
+        p = self.penalty
+        scores.scatter_(1, idx, torch.where(g < 0, g * p, g / p))
+
+
 def _process(
-    logits: torch.Tensor, seen: torch.Tensor, bans: list[_NgramBan], settings: GenerationSettings
+    logits: torch.Tensor,
+    penalty: _RepetitionPenalty | None,
+    bans: list[_NgramBan],
 ) -> torch.Tensor:
     scores = logits.float()
-    p = settings.repetition_penalty
-    if p != 1.0:
-        penalised = torch.where(scores < 0, scores * p, scores / p)
-        scores = torch.where(seen, penalised, scores)
-    if settings.no_repeat_ngram_size > 0:
-        for row, ban in enumerate(bans):
-            banned = ban.banned()
-            if banned:
-                scores[row, banned] = float("-inf")
+    if penalty is not None:
+        penalty.apply(scores)
+    for row, ban in enumerate(bans):
+        banned = ban.banned()
+        if banned:
+            scores[row, banned] = float("-inf")
     return scores
 
 
@@ -165,17 +195,19 @@ def _growing_cache(model: nn.Module, reserve: int) -> Any:
 
 def _finite(logits: torch.Tensor, step: int) -> torch.Tensor:
     """The next-token logits, refused when any row holds NaN or inf (greedy argmax over them
-    would silently emit a token id and the result file would look like a normal answer)."""
+    would silently emit a token id and the result file would look like a normal answer).
+
+    One pass: a row's sum is non-finite iff the row holds NaN or inf (or its finite logits
+    sum past 3e38, itself a broken model); only then are the rows looked at one by one."""
+    if bool(torch.isfinite(logits.sum(-1)).all()):
+        return logits
     bad = ~torch.isfinite(logits).all(dim=-1)
-    if bool(bad.any()):
-        rows = bad.nonzero().flatten().tolist()
-        raise HarnessError(
-            f"the model produced NaN/inf logits at generation step {step} for batch row(s) "
-            f"{rows[:5]}",
-            "the weights or the injected states are numerically broken: check the model "
-            "files and, for an injected condition, the translator and the injection",
-        )
-    return logits
+    rows = bad.nonzero().flatten().tolist() or list(range(logits.shape[0]))
+    raise HarnessError(
+        f"the model produced NaN/inf logits at generation step {step} for batch row(s) {rows[:5]}",
+        "the weights or the injected states are numerically broken: check the model "
+        "files and, for an injected condition, the translator and the injection",
+    )
 
 
 def _forward_params(model: nn.Module) -> Any:
@@ -219,12 +251,19 @@ def generate_batch(
     without a KV cache it is re-armed before every full-sequence forward.
     """
     device = next(model.parameters()).device
+    empty = [i for i, t in enumerate(token_ids) if len(t) == 0]
+    if empty:
+        raise HarnessError(
+            f"prompt {empty[0]} of the batch has no tokens",
+            "every prompt needs at least one token: check the eval rows and the tokenizer",
+        )
     ids, mask, pos = left_pad(token_ids, settings.pad_token_id, device)
     bsz = ids.shape[0]
-    vocab = model.get_output_embeddings().weight.shape[0]
-    seen = torch.zeros((bsz, vocab + 1), dtype=torch.bool, device=device)
-    seen.scatter_(1, ids.masked_fill(mask == 0, vocab), True)
-    seen = seen[:, :vocab]
+    penalty = (
+        _RepetitionPenalty(ids, mask, settings.max_new_tokens, settings.repetition_penalty)
+        if settings.repetition_penalty != 1.0
+        else None
+    )
     n = settings.no_repeat_ngram_size
     bans = [_NgramBan(n, list(t)) for t in token_ids] if n > 0 else []
     out: list[list[int]] = [[] for _ in range(bsz)]
@@ -235,30 +274,32 @@ def generate_batch(
         grown = _growing_cache(model, settings.max_new_tokens) if use_cache else None
         cache_kw = cache_keyword(model)
         extra = {cache_kw: grown} if grown is not None else {}
-        res = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            use_cache=use_cache,
-            **keep,
-            **extra,
-        )
+        with real_rows_only(mask):
+            res = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                use_cache=use_cache,
+                **keep,
+                **extra,
+            )
         cache = _returned_cache(res) if use_cache else None
         logits = _finite(res.logits[:, -1], 0)
         full_ids, full_mask, full_pos = ids, mask, pos
         for step in range(settings.max_new_tokens):
-            scores = _process(logits, seen, bans, settings)
+            scores = _process(logits, penalty, bans)
             nxt = scores.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, settings.pad_token_id), nxt)
-            for row, tok in enumerate(nxt.tolist()):
-                if done[row]:
+            for row, (tok, finished) in enumerate(zip(nxt.tolist(), done.tolist(), strict=True)):
+                if finished:
                     continue
                 if eos is not None and tok == eos:
                     continue
                 out[row].append(tok)
                 if bans:
                     bans[row].push(tok)
-            seen[torch.arange(bsz, device=device), nxt] |= ~done
+            if penalty is not None:
+                penalty.push(nxt, done)
             if eos is not None:
                 done = done | (nxt == eos)
             if bool(done.all()) or step == settings.max_new_tokens - 1:

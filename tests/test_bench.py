@@ -48,7 +48,7 @@ def test_the_matmul_floor_times_every_weight_at_prefill_and_decode_shapes(monkey
         return real(x, w, *a)
 
     monkeypatch.setattr(F, "linear", spy)
-    floor = bench.matmul_floor(model, batch=3, width=5, new_tokens=4)
+    floor = bench.matmul_floor(model, batch=3, prefill_rows=15, new_tokens=4)
     # warm-up + 2 timed prefill passes at 3 x 5 rows (the head at 3 rows: last position
     # only), warm-up + 3 timed decode passes at 3 rows
     assert sorted(set(rows)) == [3, 15]

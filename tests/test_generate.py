@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.generate import (
     GenerationSettings,
@@ -214,3 +216,65 @@ def test_generation_speaks_the_past_key_values_convention_of_older_transformers(
     ids = [tok(t).input_ids for t in TEXTS]
     assert generate_batch(old, ids, _settings()) == generate_batch(model, ids, _settings())
     assert old.calls[0] == "pkv" and old.calls[1:] and set(old.calls[1:]) == {"pkv"}
+
+
+def test_a_single_inf_logit_is_caught_and_its_row_named() -> None:
+    from harness.errors import HarnessError
+    from harness.generate import _finite
+
+    logits = torch.randn(4, 50)
+    assert _finite(logits, 3) is logits
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        broken = logits.clone()
+        broken[2, 17] = bad
+        with pytest.raises(HarnessError, match=r"step 3 for batch row\(s\) \[2\]"):
+            _finite(broken, 3)
+
+
+def test_an_empty_prompt_is_refused_with_a_one_line_error(model, tok) -> None:
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="prompt 1 of the batch has no tokens"):
+        generate_batch(model, [tok("Hi").input_ids, []], _settings())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 9), min_size=1, max_size=5),
+    steps=st.integers(0, 6),
+    penalty=st.sampled_from([1.3, 0.7, 2.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_sparse_repetition_penalty_equals_hugging_face_on_real_tokens(
+    lengths, steps, penalty, seed
+) -> None:
+    """Gather-penalise-scatter over each row's real history gives bitwise the scores of HF's
+    processor run on that row alone (padding never counts, finished rows add nothing)."""
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    from harness.activations import left_pad
+    from harness.generate import _RepetitionPenalty
+
+    gen = torch.Generator().manual_seed(seed)
+    vocab = 23
+    prompts = [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in lengths]
+    ids, mask, _ = left_pad(prompts, pad_id=vocab - 1)  # the pad id is a real token too
+    pen = _RepetitionPenalty(ids, mask, steps, penalty)
+    hist = [list(p) for p in prompts]
+    done = torch.zeros(len(prompts), dtype=torch.bool)
+    hf = RepetitionPenaltyLogitsProcessor(penalty)
+    for _ in range(steps + 1):
+        scores = torch.randn(len(prompts), vocab, generator=gen)
+        ours = scores.clone()
+        pen.apply(ours)
+        for row, h in enumerate(hist):
+            ref = hf(torch.tensor([h]), scores[row : row + 1].clone())[0]
+            assert torch.equal(ours[row], ref)
+        if pen.n == ids.shape[1] + steps:
+            break
+        nxt = torch.randint(0, vocab, (len(prompts),), generator=gen)
+        pen.push(nxt, done)
+        for row, (tok_id, finished) in enumerate(zip(nxt.tolist(), done.tolist(), strict=True)):
+            if not finished:
+                hist[row].append(tok_id)
+        done = done | (torch.rand(len(prompts), generator=gen) < 0.3)
