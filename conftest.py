@@ -59,7 +59,7 @@ class _StatusRecorder:
             return
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             func, _, param = report.nodeid.split("::")[-1].partition("[")
-            source = param.rstrip("]")
+            source = param.partition("]")[0]  # "mini]" or, under --dist loadgroup, "mini]@mini"
             if hasattr(report, "wasxfail"):
                 outcome = "xfail" if report.outcome == "skipped" else "xpass"
                 detail = report.wasxfail

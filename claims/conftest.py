@@ -39,6 +39,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if callspec is None or "source" not in callspec.params:
             continue
         item.add_marker(pytest.mark.claim)
+        # --dist loadgroup keeps a source's claims on one worker (ignored by other schedulers)
+        item.add_marker(pytest.mark.xdist_group(name=callspec.params["source"]))
         func = item.originalname if hasattr(item, "originalname") else item.name
         reason = findings.get(func, {}).get(callspec.params["source"])
         if reason:

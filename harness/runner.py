@@ -165,14 +165,36 @@ class _Run:
         ids: list[list[int]],
         pad_id: int,
         *,
+        model_name: str,
         what: str,
         labels: Sequence[str],
     ) -> Activations:
-        t0 = time.perf_counter()
-        acts = capture(model, module, ids, site=site, pad_id=pad_id, batch_size=self.bs)
-        check_finite(acts.states, what=what, site=site, labels=labels)
-        events.record("activations", key=f"{self.p.hash}:{site}:{len(ids)}:{_ids_hash(ids)}")
-        self.timings["capture_s"] = self.timings.get("capture_s", 0.0) + time.perf_counter() - t0
+        """Block outputs of ``model`` at ``site`` over ``ids``, computed once per output folder.
+
+        Cached on disk (``OUT/.cache/activations/PROTOCOL_HASH/``, safetensors, under a file
+        lock) so processes that share the folder, such as pytest-xdist workers splitting a
+        grid, capture each activation set once; a resumed run reloads them. A cache file that
+        does not match the prompts is recaptured."""
+        from filelock import FileLock
+
+        ids_tag = _ids_hash(ids)
+        init = self.pair.init if self.pair.init == "pretrained" else f"random{self.init_seed}"
+        tag = _short_hash(f"{model_name}|{site}|{pad_id}|{self.bs}")
+        key = f"{init}-{tag}-n{len(ids)}-{ids_tag}"
+        folder = self.out / ".cache" / "activations" / self.p.hash
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{site}-{key}.safetensors"
+        with FileLock(str(path.with_suffix(".lock"))):
+            acts = _load_activations(path, site, ids)
+            if acts is None:
+                t0 = time.perf_counter()
+                acts = capture(model, module, ids, site=site, pad_id=pad_id, batch_size=self.bs)
+                check_finite(acts.states, what=what, site=site, labels=labels)
+                _save_activations(path, acts)
+                events.record("activations", key=f"{self.p.hash}:{site}:{len(ids)}:{ids_tag}")
+                self.timings["capture_s"] = (
+                    self.timings.get("capture_s", 0.0) + time.perf_counter() - t0
+                )
         return acts
 
     def sender_states(self, d: _Direction) -> Activations:
@@ -183,6 +205,7 @@ class _Run:
                 d.site_a,
                 d.ids_a,
                 d.relay_settings.pad_token_id,
+                model_name=d.sender_name,
                 what="sender activations",
                 labels=[r.sample_id for r in self.rows],
             )
@@ -196,6 +219,7 @@ class _Run:
                 d.site_b,
                 d.ids_b,
                 d.settings.pad_token_id,
+                model_name=d.receiver_name,
                 what="receiver activations",
                 labels=[r.sample_id for r in self.rows],
             )
@@ -225,6 +249,7 @@ class _Run:
                 d.site_a,
                 ids_a,
                 pad_a,
+                model_name=d.sender_name,
                 what="sender activations",
                 labels=labels,
             )
@@ -235,6 +260,7 @@ class _Run:
                 d.site_b,
                 ids_b,
                 pad_b,
+                model_name=d.receiver_name,
                 what="receiver activations",
                 labels=labels,
             ).concat()
@@ -549,6 +575,42 @@ def _seed(job: Job) -> int:
     return job.seed
 
 
+def _save_activations(path: Path, acts: Activations) -> None:
+    """Write ``acts`` atomically (a temporary file renamed over ``path``)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({f"{i:06d}": s.contiguous() for i, s in enumerate(acts.states)}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _load_activations(path: Path, site: str, ids: Sequence[Sequence[int]]) -> Activations | None:
+    """The cached activations at ``path`` if they fit ``ids`` (one ``[len, dim]`` float32
+    tensor per prompt); ``None`` when absent, unreadable or mismatched (then recapture)."""
+    if not path.is_file():
+        return None
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        log.warning("activation cache %s is unreadable (%s); recapturing", path, exc)
+        return None
+    states = tuple(tensors.get(f"{i:06d}") for i in range(len(ids)))
+    if len(tensors) != len(ids) or any(
+        s is None or s.dtype != torch.float32 or s.dim() != 2 or s.shape[0] != len(t)
+        for s, t in zip(states, ids, strict=True)
+    ):
+        log.warning("activation cache %s does not match the prompts; recapturing", path)
+        return None
+    return Activations(
+        site=site,
+        states=states,  # type: ignore[arg-type]
+        token_ids=tuple(tuple(t) for t in ids),
+    )
+
+
 def _ids_hash(ids: Sequence[Sequence[int]]) -> str:
     return _short_hash(json.dumps([list(x) for x in ids]))
 
@@ -580,6 +642,7 @@ def run_protocol(
     use_cache: bool = True,
     progress: bool = True,
     threads: int | None = None,
+    share_jobs: bool = False,
 ) -> list[Path]:
     """Run ``protocol`` and return the paths of its result files (written or already there).
 
@@ -587,7 +650,12 @@ def run_protocol(
     asked);
     ``limit`` keeps the first N eval rows; ``train_limit`` caps translator training prompts;
     ``init="random"`` builds the architectures with seeded random weights (no download);
-    ``threads`` sets torch's CPU threads for the run (1 is often fastest on a busy CPU).
+    ``threads`` sets torch's CPU threads for the run (1 is often fastest on a busy CPU);
+    ``share_jobs``: several processes may run the same protocol into the same folder at once
+    (pytest-xdist workers filling one cache entry): each result file is claimed under a file
+    lock, a file another process is writing is skipped and waited for at the end, and the
+    activations and translators they share come from the folder's locked caches, so every
+    artefact is still computed once.
     """
     from tqdm.auto import tqdm
 
@@ -634,10 +702,39 @@ def run_protocol(
         out.mkdir(parents=True, exist_ok=True)
         total = len(todo) * len(rows)
         with tqdm(total=total, disable=not progress, unit="sample", desc=proto.name) as bar:
-            for job in todo:
+            if not share_jobs:
+                for job in todo:
+                    bar.set_postfix_str(job.filename, refresh=False)
+                    run.run_job(job, bar)
+            else:
+                _run_shared(run, out, todo, bar)
+    return [out / j.filename for j in jobs]
+
+
+def _run_shared(run: _Run, out: Path, todo: Sequence[Job], bar: Any) -> None:
+    """Run the jobs no other process has claimed, then wait for (or take over) the rest."""
+    from filelock import FileLock, Timeout
+
+    locks = out / ".cache" / "jobs"
+    locks.mkdir(parents=True, exist_ok=True)
+
+    def claim(job: Job, timeout: float) -> bool:
+        lock = FileLock(str(locks / f"{job.filename}.lock"))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            return False
+        try:
+            if not (out / job.filename).is_file():  # not finished by another process meanwhile
                 bar.set_postfix_str(job.filename, refresh=False)
                 run.run_job(job, bar)
-    return [out / j.filename for j in jobs]
+        finally:
+            lock.release()
+        return True
+
+    deferred = [job for job in todo if not claim(job, timeout=0)]
+    for job in deferred:  # being written elsewhere: wait; recompute if that process died
+        claim(job, timeout=-1)
 
 
 def _check_existing(path: Path, proto: Protocol, n_rows: int) -> None:

@@ -211,11 +211,14 @@ def cached_results(
     """The result folder of ``protocol`` for source ``name``, computing it at most once.
 
     The folder lives under ``cache_root()/name/<protocol hash>-<weights fingerprint>``.
-    ``compute(results_dir)`` runs
-    under a file lock (so concurrent xdist workers and processes wait for the first one), its
-    output must pass the validator, and a ``complete.json`` manifest with every file's SHA-256
-    is written last. A hit re-checks the manifest: a corrupt or missing entry is recomputed
-    (the runner resumes, so only the damaged files are redone).
+    ``compute(results_dir)`` runs under a file lock (so concurrent xdist workers and
+    processes wait for the first one), unless it is marked ``shared`` (the runner's, see
+    :func:`_runner_compute`): then every process that finds the entry empty runs it on the
+    same folder at once, the runner splitting the result files between them, and the lock
+    only guards the check and the seal. Its output must pass the validator, and a
+    ``complete.json`` manifest with every file's SHA-256 is written last. A hit re-checks the
+    manifest: a corrupt or missing entry is recomputed (the runner resumes, so only the
+    damaged files are redone).
     """
     from filelock import FileLock
 
@@ -223,26 +226,17 @@ def cached_results(
     results = root / "results"
     done = root / "complete.json"
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".lock")):
-        if done.is_file():
-            try:
-                recorded = json.loads(done.read_text(encoding="utf-8"))["files"]
-            except (json.JSONDecodeError, KeyError, OSError):
-                recorded = None
-            current = _manifest(results)
-            if recorded is not None and recorded == current:
-                return results
-            bad = sorted(
-                k
-                for k in set(recorded or {}) | set(current)
-                if (recorded or {}).get(k) != current.get(k)
-            )
-            log.warning("cache entry %s is corrupt (%s); recomputing", root, ", ".join(bad[:3]))
-            for fname in bad:
-                (results / fname).unlink(missing_ok=True)
-            done.unlink()
-        t0 = time.perf_counter()
-        compute(results)
+    lock = FileLock(str(root / ".lock"))
+    t0 = time.perf_counter()
+    with lock:
+        if _sealed(root, results, done):
+            return results
+    if getattr(compute, "shared", False):
+        compute(results)  # alongside any other process filling the same entry
+    with lock:
+        if _sealed(root, results, done):  # another process finished and sealed it meanwhile
+            return results
+        compute(results)  # all of it, or (shared) whatever no process has finished
         report = validate([results], protocol, include_strict=True, eval_path=eval_path)
         if not report.blocking_passed:
             bad = "; ".join(f"{c.name}: {c.detail}" for c in report.failures())
@@ -260,6 +254,28 @@ def cached_results(
         )
         _count_computation(name, protocol.hash)
     return results
+
+
+def _sealed(root: Path, results: Path, done: Path) -> bool:
+    """True for a complete entry whose files match its manifest; a corrupt one is unsealed
+    (the mismatched files deleted, the manifest removed) and False returned."""
+    if not done.is_file():
+        return False
+    try:
+        recorded = json.loads(done.read_text(encoding="utf-8"))["files"]
+    except (json.JSONDecodeError, KeyError, OSError):
+        recorded = None
+    current = _manifest(results)
+    if recorded is not None and recorded == current:
+        return True
+    bad = sorted(
+        k for k in set(recorded or {}) | set(current) if (recorded or {}).get(k) != current.get(k)
+    )
+    log.warning("cache entry %s is corrupt (%s); recomputing", root, ", ".join(bad[:3]))
+    for fname in bad:
+        (results / fname).unlink(missing_ok=True)
+    done.unlink()
+    return False
 
 
 def _count_computation(name: str, phash: str) -> None:
@@ -299,8 +315,10 @@ def _runner_compute(
             threads=threads,
             progress=False,
             artifact=artifact,
+            share_jobs=True,
         )
 
+    compute.shared = True  # type: ignore[attr-defined]  # xdist workers split the grid
     return compute
 
 

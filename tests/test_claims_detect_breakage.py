@@ -71,3 +71,49 @@ def test_altering_one_prediction_turns_specific_claims_and_snapshots_red(tmp_pat
     } <= failed, out[-3000:]
     # Claims that do not depend on the altered file stay green.
     assert not any("replacement_is_destructive" in f for f in failed), failed
+
+
+@needs_artifact
+@pytest.mark.slow
+def test_loadgroup_scheduling_keeps_a_source_on_one_worker_and_records_its_status(
+    tmp_path: Path,
+) -> None:
+    """``--dist loadgroup``: every claim of a source runs on the same xdist worker, and the
+    claim-status file still keys outcomes by the bare source name."""
+    status = tmp_path / "status.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "claims",
+            "--source",
+            "paper",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "-p",
+            "no:cacheprovider",
+            "-v",
+            "--artifact",
+            str(ARTIFACT),
+            "--claims-status",
+            str(status),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "HARNESS_ARTIFACT": str(ARTIFACT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    workers = {
+        line.split("[gw")[1].split("]")[0]
+        for line in proc.stdout.splitlines()
+        if "[paper]@paper" in line and "[gw" in line
+    }
+    assert len(workers) == 1, workers
+    recorded = json.loads(status.read_text())
+    sources = {src for per_source in recorded.values() for src in per_source}
+    assert "paper" in sources and not any("]" in s or "@" in s for s in sources), sources

@@ -184,3 +184,70 @@ def test_a_corrupt_cached_translator_is_detected_and_refitted(
     assert any("refitting it" in r.getMessage() for r in caplog.records)
     assert_same_files(out, reference)
     assert st.read_bytes() == next((reference / ".cache").rglob("*.safetensors")).read_bytes()
+
+
+def test_processes_sharing_jobs_split_the_grid_and_compute_each_artefact_once(
+    protocol, reference, tmp_path, monkeypatch
+):
+    """``share_jobs``: two processes fill one folder together (as two xdist workers fill one
+    cache entry); every result file, activation set and translator is computed once, and
+    the files equal an uninterrupted single run."""
+    from harness.events import count_events
+
+    out = tmp_path / "grid"
+    events = tmp_path / "events.jsonl"
+    log = tmp_path / "sub.log"
+    code = (
+        "import sys; from harness.runner import run_protocol; "
+        "run_protocol(sys.argv[1], sys.argv[2], progress=False, threads=1, share_jobs=True)"
+    )
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(protocol), str(out)],
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HARNESS_EVENTS": str(events)},
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("*.json")):  # the subprocess is into the grid
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no result file within 90 s"
+            time.sleep(0.01)
+        monkeypatch.setenv("HARNESS_EVENTS", str(events))
+        run_protocol(str(protocol), out, progress=False, threads=1, share_jobs=True)
+        assert proc.wait(timeout=180) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    counts = count_events(events)
+    assert set(counts) == {"result_file", "activations", "translator"}
+    assert all(n == 1 for per_key in counts.values() for n in per_key.values()), counts
+    assert len(counts["result_file"]) == N_FILES
+    pids = {json.loads(line)["pid"] for line in events.read_text().splitlines()}
+    assert pids == {proc.pid, os.getpid()}  # both did part of the work
+    assert_no_partial_files(out)
+    assert_same_files(out, reference)
+    assert list((out / ".cache" / "activations").rglob("*.safetensors"))  # the shared sets
+
+
+def test_a_mismatched_activation_cache_file_is_recaptured(tmp_path) -> None:
+    import torch
+
+    from harness.activations import Activations
+    from harness.runner import _load_activations, _save_activations
+
+    ids = [[5, 6, 7], [8, 9]]
+    acts = Activations(site="s", states=(torch.ones(3, 4), torch.zeros(2, 4)), token_ids=())
+    path = tmp_path / "a.safetensors"
+    _save_activations(path, acts)
+    back = _load_activations(path, "s", ids)
+    assert back is not None and all(
+        torch.equal(a, b) for a, b in zip(back.states, acts.states, strict=True)
+    )
+    assert _load_activations(path, "s", [[5, 6, 7], [8]]) is None  # other prompts
+    assert _load_activations(path, "s", [*ids, [1]]) is None  # more prompts
+    path.write_bytes(path.read_bytes()[:20])  # truncated
+    assert _load_activations(path, "s", ids) is None
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp behind
