@@ -199,7 +199,7 @@ def _finite(logits: torch.Tensor, step: int) -> torch.Tensor:
 
     One pass: a row's sum is non-finite iff the row holds NaN or inf (or its finite logits
     sum past 3e38, itself a broken model); only then are the rows looked at one by one."""
-    if bool(torch.isfinite(logits.sum(-1)).all()):
+    if bool(torch.isfinite(logits.sum(-1, dtype=torch.float32)).all()):
         return logits
     bad = ~torch.isfinite(logits).all(dim=-1)
     rows = bad.nonzero().flatten().tolist() or list(range(logits.shape[0]))
