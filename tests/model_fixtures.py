@@ -84,6 +84,19 @@ def tiny_model(seed: int = 0, *, dtype: torch.dtype = torch.float32, **config: A
     return model.to(dtype).eval()
 
 
+def greedy_settings(max_new_tokens: int = 8, *, pad_token_id: int = 1) -> Any:
+    """The protocols' greedy decoding (repetition penalty 1.3, no repeated 3-grams), no eos."""
+    from harness.generate import GenerationSettings
+
+    return GenerationSettings(
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=1.3,
+        no_repeat_ngram_size=3,
+        eos_token_id=None,
+        pad_token_id=pad_token_id,
+    )
+
+
 EVAL_ROWS = [
     {"clean_eval_id": f"t{i:02d}", "context": c, "question": q, "answer": a}
     for i, (c, q, a) in enumerate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from harness.activations import batches, capture
-from tests.model_fixtures import tiny_model
+from tests.model_fixtures import greedy_settings, tiny_model
 
 
 def test_batches_are_length_sorted_and_cover_every_prompt_once() -> None:
@@ -37,19 +37,13 @@ def test_packed_linears_swap_for_wide_cpu_models_and_restore_exactly(monkeypatch
     from torch import nn
 
     from harness.activations import packed_linears
-    from harness.generate import GenerationSettings, generate_tokens
+    from harness.generate import generate_tokens
 
     wide = tiny_model(5, hidden=512, layers=2, heads=8)
     before = [(n, m) for n, m in wide.named_modules() if type(m) is nn.Linear]
     gen = torch.Generator().manual_seed(2)
     ids = [torch.randint(3, 99, (int(n),), generator=gen).tolist() for n in (5, 8, 3)]
-    settings = GenerationSettings(
-        max_new_tokens=6,
-        repetition_penalty=1.3,
-        no_repeat_ngram_size=3,
-        eos_token_id=None,
-        pad_token_id=1,
-    )
+    settings = greedy_settings(6)
     with packed_linears(wide) as n:
         assert n == len(before) > 0
         assert not any(type(m) is nn.Linear for m in wide.modules())

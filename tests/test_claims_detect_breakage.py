@@ -16,8 +16,10 @@ from tests.helpers import ARTIFACT, needs_artifact
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_claims(artifact: Path, tmp_path: Path) -> tuple[int, str]:
-    env = {**os.environ, "HARNESS_ARTIFACT": str(artifact)}
+def _run_claims(artifact: Path, tmp_path: Path, *args: str) -> tuple[int, str]:
+    """``pytest claims --source paper`` on ``artifact`` in a subprocess (``args``: scheduling
+    and verbosity; single-process and quiet by default); the status file goes to
+    ``tmp_path/status.json``."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -27,17 +29,15 @@ def _run_claims(artifact: Path, tmp_path: Path) -> tuple[int, str]:
             "--source",
             "paper",
             "-p",
-            "no:xdist",
-            "-p",
             "no:cacheprovider",
-            "-q",
+            *(args or ("-p", "no:xdist", "-q")),
             "--artifact",
             str(artifact),
             "--claims-status",
             str(tmp_path / "status.json"),
         ],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "HARNESS_ARTIFACT": str(artifact)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -80,39 +80,11 @@ def test_loadgroup_scheduling_keeps_a_source_on_one_worker_and_records_its_statu
 ) -> None:
     """``--dist loadgroup``: every claim of a source runs on the same xdist worker, and the
     claim-status file still keys outcomes by the bare source name."""
-    status = tmp_path / "status.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "claims",
-            "--source",
-            "paper",
-            "-n",
-            "2",
-            "--dist",
-            "loadgroup",
-            "-p",
-            "no:cacheprovider",
-            "-v",
-            "--artifact",
-            str(ARTIFACT),
-            "--claims-status",
-            str(status),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "HARNESS_ARTIFACT": str(ARTIFACT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    ran = [
-        line for line in proc.stdout.splitlines() if line.startswith("[gw") and "[paper]" in line
-    ]
+    code, out = _run_claims(ARTIFACT, tmp_path, "-n", "2", "--dist", "loadgroup", "-v")
+    assert code == 0, out[-3000:]
+    ran = [line for line in out.splitlines() if line.startswith("[gw") and "[paper]" in line]
     workers = {line.split("]")[0] for line in ran}
-    assert len(ran) > 30 and len(workers) == 1, (workers, proc.stdout[-2000:])
-    recorded = json.loads(status.read_text())["claims"]
+    assert len(ran) > 30 and len(workers) == 1, (workers, out[-2000:])
+    recorded = json.loads((tmp_path / "status.json").read_text())["claims"]
     sources = {src for per_source in recorded.values() for src in per_source}
     assert "paper" in sources and not any("]" in s or "@" in s for s in sources), sources

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from harness.activations import capture, left_pad
 from harness.errors import HarnessError
-from harness.generate import GenerationSettings, generate_batch
+from harness.generate import generate_batch
 from harness.injection import (
     InjectionSpec,
     PrefillInjection,
@@ -20,16 +20,10 @@ from harness.injection import (
     scale_correct,
     shuffle_donors,
 )
-from tests.model_fixtures import tiny_model
+from tests.model_fixtures import greedy_settings, tiny_model
 
 PROMPTS = [[5, 17, 33, 8, 9, 40, 41], [12, 13, 14], [60, 61, 62, 63, 64], [70]]
-SETTINGS = GenerationSettings(
-    max_new_tokens=8,
-    repetition_penalty=1.3,
-    no_repeat_ngram_size=3,
-    eos_token_id=None,
-    pad_token_id=1,
-)
+SETTINGS = greedy_settings()
 
 
 @pytest.fixture(scope="module")

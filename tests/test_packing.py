@@ -9,9 +9,9 @@ from torch import nn
 
 from harness import packing
 from harness.activations import capture
-from harness.generate import GenerationSettings, generate_tokens
+from harness.generate import generate_tokens
 from harness.packing import _gelu_algorithm, _packed, _PackedLinear, packed_linears, real_rows_only
-from tests.model_fixtures import tiny_model
+from tests.model_fixtures import greedy_settings, tiny_model
 
 pytestmark = pytest.mark.skipif(
     not packing._pointwise_linear_available(), reason="this torch has no oneDNN pointwise linear"
@@ -28,13 +28,7 @@ def _prompts(*lengths: int) -> list[list[int]]:
     return [torch.randint(3, 99, (n,), generator=gen).tolist() for n in lengths]
 
 
-SETTINGS = GenerationSettings(
-    max_new_tokens=8,
-    repetition_penalty=1.3,
-    no_repeat_ngram_size=3,
-    eos_token_id=None,
-    pad_token_id=1,
-)
+SETTINGS = greedy_settings()
 
 
 def test_fused_erf_gelu_is_bitwise_the_linear_then_gelu() -> None:
