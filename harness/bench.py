@@ -1,7 +1,8 @@
 """``python -m harness bench``: performance ratios, measured side by side in one run.
 
 1. injected / plain generation throughput (replace, additive) at Pythia-410M shape, random
-   weights, same batch; and our loop / Hugging Face ``generate``;
+   weights, same batch: the two generations advanced in turns (lockstep), and whole runs in
+   counterbalanced blocks; and our loop / Hugging Face ``generate``;
 2. batched (batch 32, left padded) / per-sample throughput on the paper's prompt lengths;
 3. ``pytest claims -n 2`` wall time cold vs warm, per source;
 4. the mini grid's wall time and how often each artefact (activations, translator, result
@@ -22,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,17 +150,54 @@ def _prompt_lengths(k: int) -> list[int]:
     return [lens[i % len(lens)] for i in range(k)]
 
 
-def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -> dict[str, Any]:
+def _injections() -> dict[str, Any]:
+    from harness.injection import InjectionSpec
+
+    return {"replace": InjectionSpec("replace"), "additive": InjectionSpec("additive", scale=0.01)}
+
+
+@dataclass
+class GenerationWorkload:
+    """The benchmark's generation work at one shape: the model, prompts and timed variants.
+
+    Every variant generates ``new_tokens`` greedily for the same ``batch`` prompts (the paper's
+    receiver prompt lengths, random token ids) with the paper's decoding settings.
+    """
+
+    shape: str
+    batch: int
+    new_tokens: int
+    model: torch.nn.Module
+    lens: list[int]
+    variants: dict[str, Callable[[], object]]  # each returns its new tokens
+    # name -> a generator of the batch's generation steps (harness.generate.generation_steps),
+    # plain or with the injection's hook entered at its first step
+    steps: dict[str, Callable[[], Iterator[int]]]
+
+
+def generation_workload(
+    *, batch: int, new_tokens: int, shape: str, model: torch.nn.Module | None = None
+) -> GenerationWorkload:
+    """The work at ``shape`` with random weights (or on ``model`` where given, ``shape`` then
+    only labels it): ``batch`` prompts of the paper's lengths, random token ids."""
     from harness.activations import left_pad
-    from harness.generate import GenerationSettings, generate_batch, generate_tokens
+    from harness.generate import (
+        GenerationSettings,
+        generate_batch,
+        generate_tokens,
+        generation_steps,
+    )
     from harness.injection import InjectionSpec, PrefillInjection, pad_sources
     from harness.models import load_model, resolve_block
 
-    model = load_model(shape, init="random", seed=0)
+    INJECTIONS = _injections()
+    if model is None:
+        model = load_model(shape, init="random", seed=0)
     _, module, _ = resolve_block(model, 0.67)
     gen = torch.Generator().manual_seed(0)
     lens = _prompt_lengths(batch)
-    prompts = [torch.randint(10, 50_000, (n,), generator=gen).tolist() for n in lens]
+    vocab = min(50_000, int(model.config.vocab_size))
+    prompts = [torch.randint(10, vocab, (n,), generator=gen).tolist() for n in lens]
     settings = GenerationSettings(
         max_new_tokens=new_tokens,
         repetition_penalty=1.3,
@@ -172,27 +211,27 @@ def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -
 
     # Our variants go through generate_tokens, the runner's path (the CPU fast path of
     # harness.packing where it applies; the weights are packed once per model, as in a run,
-    # at the warm-up call below).
-    def plain() -> None:
-        generate_tokens(model, prompts, settings, batch_size=batch)
+    # at the first call).
+    def plain() -> list[list[int]]:
+        return generate_tokens(model, prompts, settings, batch_size=batch)
 
-    def unpacked() -> None:
-        generate_batch(model, prompts, settings)  # the same loop without the CPU fast path
+    def unpacked() -> list[list[int]]:
+        return generate_batch(model, prompts, settings)  # the loop without the CPU fast path
 
-    def injected(spec: InjectionSpec) -> Callable[[], None]:
+    def injected(spec: InjectionSpec) -> Callable[[], list[list[int]]]:
         def factory(idx: list[int], m: torch.Tensor) -> PrefillInjection:
             return PrefillInjection(
                 module, spec, pad_sources([srcs[i] for i in idx], m.shape[1]), m
             )
 
-        def run() -> None:
-            generate_tokens(model, prompts, settings, batch_size=batch, injection=factory)
+        def run() -> list[list[int]]:
+            return generate_tokens(model, prompts, settings, batch_size=batch, injection=factory)
 
         return run
 
-    def hf() -> None:
+    def hf() -> object:
         with torch.inference_mode():
-            model.generate(
+            return model.generate(
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=new_tokens,
@@ -203,32 +242,207 @@ def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -
                 pad_token_id=0,
             )
 
-    def per_sample() -> None:
-        generate_tokens(model, prompts, settings, batch_size=1)
+    def per_sample() -> list[list[int]]:
+        return generate_tokens(model, prompts, settings, batch_size=1)
 
-    plain()  # warm-up: allocator, kernels
+    def stepper(spec: InjectionSpec | None) -> Callable[[], Iterator[int]]:
+        def run() -> Generator[int, None, list[list[int]]]:
+            if spec is None:
+                return (yield from generation_steps(model, prompts, settings))
+            with PrefillInjection(module, spec, pad_sources(srcs, ids.shape[1]), mask) as hook:
+                return (yield from generation_steps(model, prompts, settings, injection=hook))
+
+        return run
+
     variants = {
         "plain": plain,
         "plain_unpacked": unpacked,
-        "replace": injected(InjectionSpec("replace")),
-        "additive": injected(InjectionSpec("additive", scale=0.01)),
+        "replace": injected(INJECTIONS["replace"]),
+        "additive": injected(INJECTIONS["additive"]),
         "hf_generate": hf,
+        "per_sample": per_sample,
     }
-    # Interleaved rounds, each in a rotated order, best time per variant: a slow spell on a
-    # shared machine then hits every variant alike instead of skewing one ratio.
-    rounds: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
+    steps = {
+        "plain": stepper(None),
+        "replace": stepper(INJECTIONS["replace"]),
+        "additive": stepper(INJECTIONS["additive"]),
+    }
+    return GenerationWorkload(shape, batch, new_tokens, model, lens, variants, steps)
+
+
+def abba_order(base: str, others: Sequence[str], blocks: int) -> list[list[str]]:
+    """Run orders for a counterbalanced A/B: each block is ``base, *others`` then its mirror.
+
+    ``plain, replace, additive, additive, replace, plain``: every variant sits at the same mean
+    position in time as ``base`` within a block, so a slowdown that drifts linearly across
+    the block cancels out of each variant's ratio to ``base``.
+    """
+    one = [base, *others]
+    return [one + one[::-1] for _ in range(blocks)]
+
+
+def ab_ratios(seconds: Sequence[dict[str, list[float]]], base: str, other: str) -> list[float]:
+    """Per block, ``base`` time / ``other`` time (each summed over the block's two runs).
+
+    Above 1 means ``other`` is faster; as a throughput ratio it is other / base throughput.
+    """
+    return [sum(b[base]) / sum(b[other]) for b in seconds]
+
+
+def ratio_summary(ratios: Sequence[float], seed: int = 0) -> dict[str, Any]:
+    """Median of the per-block ratios with a 95% bootstrap interval (percentile, scipy)."""
+    from scipy.stats import bootstrap
+
+    out: dict[str, Any] = {
+        "median": statistics.median(ratios),
+        "blocks": [round(x, 4) for x in ratios],
+        "min": min(ratios),
+    }
+    if len(ratios) >= 3:
+        ci = bootstrap(
+            (list(ratios),),
+            statistics.median,
+            vectorized=False,
+            method="percentile",
+            n_resamples=2000,
+            rng=seed,
+        ).confidence_interval
+        out["ci95"] = [float(ci.low), float(ci.high)]
+    return out
+
+
+def bench_injection_ab(
+    work: GenerationWorkload, blocks: int, *, on_run: Callable[[str, float], None] | None = None
+) -> dict[str, Any]:
+    """Injected / plain throughput from ``blocks`` counterbalanced blocks of adjacent runs."""
+    names = ["replace", "additive"]
+    per_block: list[dict[str, list[float]]] = []
+    for order in abba_order("plain", names, blocks):
+        block: dict[str, list[float]] = {n: [] for n in ["plain", *names]}
+        for name in order:
+            secs = _time(work.variants[name], 1)
+            block[name].append(secs)
+            if on_run is not None:
+                on_run(name, secs)
+        per_block.append(block)
+    return {
+        "blocks": blocks,
+        "order": abba_order("plain", names, 1)[0],
+        "seconds": [{k: [round(x, 3) for x in v] for k, v in b.items()} for b in per_block],
+        # throughput ratio injected / plain = plain time / injected time
+        "injected_over_plain": {n: ratio_summary(ab_ratios(per_block, "plain", n)) for n in names},
+    }
+
+
+def lockstep(
+    work: GenerationWorkload,
+    base: str,
+    other: str,
+    *,
+    outputs: dict[str, list[list[int]]] | None = None,
+) -> dict[str, float]:
+    """Run two generations of the same batch in turns, one model forward each, timing each.
+
+    The prefills go first (``base``, then ``other``: an injection's hook must not be alive
+    during the plain prefill), then the decode steps alternate which of the two goes first.
+    A slow spell of the shared machine lasting seconds then lands on both alike, where
+    whole runs 17 s apart can differ by 5-10%. Returns each side's prefill, decode and total
+    seconds (and, into ``outputs``, each side's new tokens). While ``other``'s injection
+    context is open, ``base``'s decode forwards also pass through its hook's do-nothing
+    branch (a few microseconds per step).
+    """
+    from harness.packing import packed_linears
+
+    live = {base: work.steps[base](), other: work.steps[other]()}
+    times: dict[str, list[float]] = {base: [], other: []}
+    faults = _minor_faults()
+    with packed_linears(work.model), torch.inference_mode():
+        step = 0
+        while live:
+            order = [base, other] if step % 2 == 0 else [other, base]
+            for name in order:
+                if name not in live:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    next(live[name])
+                except StopIteration as done:
+                    del live[name]
+                    if outputs is not None:
+                        outputs[name] = done.value
+                times[name].append(time.perf_counter() - t0)
+            step += 1
+    return {
+        **{
+            f"{name}_{part}": value
+            for name, ts in times.items()
+            for part, value in (
+                ("prefill_s", ts[0]),
+                ("decode_s", sum(ts[1:])),
+                ("total_s", sum(ts)),
+            )
+        },
+        # first-touch page faults: thousands here mean the heap grew during the timed run
+        "minor_faults": float(_minor_faults() - faults),
+    }
+
+
+def _minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
+def bench_injection_lockstep(work: GenerationWorkload, pairs: int) -> dict[str, Any]:
+    """Injected / plain throughput from ``pairs`` :func:`lockstep` runs per injection mode."""
+    out: dict[str, Any] = {"pairs": pairs}
+    for name in ("replace", "additive"):
+        runs = [lockstep(work, "plain", name) for _ in range(pairs)]
+        out[name] = {
+            # throughput ratio injected / plain = plain seconds / injected seconds
+            "total": ratio_summary([r["plain_total_s"] / r[f"{name}_total_s"] for r in runs]),
+            "prefill": statistics.median(
+                r["plain_prefill_s"] / r[f"{name}_prefill_s"] for r in runs
+            ),
+            "decode": statistics.median(r["plain_decode_s"] / r[f"{name}_decode_s"] for r in runs),
+            "seconds": [{k: round(v, 3) for k, v in r.items() if k.endswith("_s")} for r in runs],
+            "minor_faults": [int(r["minor_faults"]) for r in runs],
+        }
+    return out
+
+
+def bench_generation(
+    *,
+    batch: int,
+    new_tokens: int,
+    repeats: int,
+    shape: str,
+    ab_blocks: int = 2,
+    lockstep_pairs: int = 3,
+) -> dict[str, Any]:
+    work = generation_workload(batch=batch, new_tokens=new_tokens, shape=shape)
+    model, lens, v = work.model, work.lens, work.variants
+    # Warm-up: kernels, packed weights, and the heap at its peak (two generations alive, one
+    # injected). A variant's first run otherwise pays first-touch page faults: 212k of them
+    # and +1.1 s on the injected prefill of the first lockstep run at Pythia-410M shape.
+    v["plain"]()
+    lockstep(work, "plain", "replace")
+    # The injection's cost, two ways: whole runs in counterbalanced blocks (the throughput
+    # ratio as such), and the same generations advanced in turns (lockstep; tighter).
+    ab = bench_injection_ab(work, ab_blocks) if ab_blocks else None
+    locked = bench_injection_lockstep(work, lockstep_pairs) if lockstep_pairs else None
+    # The other comparisons: interleaved rounds, each in a rotated order, best time per
+    # variant: a slow spell on a shared machine then hits every variant alike instead of
+    # skewing one ratio.
+    names = ["plain", "plain_unpacked", "hf_generate"]
+    rounds: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            rounds[name].append(_time(variants[name], 1))
+            rounds[name].append(_time(v[name], 1))
     t = {name: min(times) for name, times in rounds.items()}
-
-    def paired(base: str, other: str) -> float:
-        """Median over rounds of base/other within a round: the two ran minutes apart at
-        most, so a slow spell that spans a round cancels out of the ratio."""
-        return statistics.median(b / o for b, o in zip(rounds[base], rounds[other], strict=True))
-
-    t["per_sample"] = _time(per_sample, 1)
+    t["per_sample"] = _time(v["per_sample"], 1)
     flops = generation_matmul_flops(model, lens, new_tokens)
     from harness.packing import _pack_wanted
 
@@ -240,20 +454,16 @@ def bench_generation(*, batch: int, new_tokens: int, repeats: int, shape: str) -
         "batch": batch,
         "new_tokens": new_tokens,
         "prompt_len_mean": sum(lens) / len(lens),
-        "seconds": {k: round(v, 3) for k, v in t.items()},
-        "injected_over_plain_replace": t["plain"] / t["replace"],
-        "injected_over_plain_additive": t["plain"] / t["additive"],
-        "injected_over_plain_paired": {
-            "replace": paired("plain", "replace"),
-            "additive": paired("plain", "additive"),
-        },
-        "rounds_seconds": {k: [round(x, 3) for x in v] for k, v in rounds.items()},
+        "seconds": {k: round(x, 3) for k, x in t.items()},
+        "injection_ab": ab,
+        "injection_lockstep": locked,
+        "rounds_seconds": {k: [round(x, 3) for x in vals] for k, vals in rounds.items()},
         "ours_over_hf_generate": t["hf_generate"] / t["plain"],
         "packed_over_unpacked": t["plain_unpacked"] / t["plain"],
         "batched_over_per_sample": t["per_sample"] / t["plain"],
         "gflops_batched": flops / t["plain"] / 1e9,
         "gflops_per_sample": flops / t["per_sample"] / 1e9,
-        "matmul_floor": {k: round(v, 4) for k, v in floor.items()},
+        "matmul_floor": {k: round(x, 4) for k, x in floor.items()},
         # share of our batched generation time that is the model's own matmul work
         "matmul_floor_over_plain": floor["total_s"] / t["plain"],
     }
@@ -331,6 +541,18 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--repeats", type=int, default=2, help="interleaved timing rounds (best per variant)"
     )
+    p.add_argument(
+        "--ab-blocks",
+        type=int,
+        default=2,
+        help="counterbalanced blocks of whole plain/injected runs (0: skip)",
+    )
+    p.add_argument(
+        "--lockstep-pairs",
+        type=int,
+        default=3,
+        help="lockstep plain/injected runs per injection mode (0: skip)",
+    )
     p.add_argument("--sources", default="paper,mini", help="claims sources to time cold vs warm")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--skip", default="", help="comma list of parts to skip: generation,claims")
@@ -348,7 +570,12 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
     first_roofline = report["roofline_gflops"]
     if "generation" not in skip:
         g = bench_generation(
-            batch=args.batch, new_tokens=args.new_tokens, repeats=args.repeats, shape=args.shape
+            batch=args.batch,
+            new_tokens=args.new_tokens,
+            repeats=args.repeats,
+            shape=args.shape,
+            ab_blocks=args.ab_blocks,
+            lockstep_pairs=args.lockstep_pairs,
         )
         # The roofline again after the generation runs; the higher reading counts, so a slow
         # spell during the first measurement cannot flatter the fractions below.
@@ -363,6 +590,36 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
     print(render(report))
     print(f"\nreport: {args.out}")
     return 0
+
+
+def _render_injection(g: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    lock = g.get("injection_lockstep")
+    if lock:
+        lines.append(
+            f"  injected/plain throughput, lockstep (the two generations in turns, one forward "
+            f"each), median of {lock['pairs']} runs [min, max]:"
+        )
+        for name in ("replace", "additive"):
+            x = lock[name]
+            blocks = x["total"]["blocks"]
+            lines.append(
+                f"    {name:8s} {x['total']['median']:.3f} [{min(blocks):.3f}, {max(blocks):.3f}]"
+                f"   prefill {x['prefill']:.3f}, decode {x['decode']:.3f}"
+            )
+    ab = g.get("injection_ab")
+    if ab:
+        lines.append(
+            f"  injected/plain throughput, whole runs in {ab['blocks']} counterbalanced blocks "
+            f"({', '.join(ab['order'])}), median [min, max]:"
+        )
+        for name in ("replace", "additive"):
+            x = ab["injected_over_plain"][name]
+            lines.append(
+                f"    {name:8s} {x['median']:.3f} [{min(x['blocks']):.3f}, {max(x['blocks']):.3f}]"
+                + (f"   95% CI {x['ci95'][0]:.3f}-{x['ci95'][1]:.3f}" if "ci95" in x else "")
+            )
+    return lines
 
 
 def render(r: dict[str, Any]) -> str:
@@ -380,14 +637,7 @@ def render(r: dict[str, Any]) -> str:
         lines += [
             f"generation at {g['shape']} (random init), batch {g['batch']}, {g['new_tokens']} new tokens, "
             f"prompt length {g['prompt_len_mean']:.1f}:",
-            f"  injected/plain throughput   replace {g['injected_over_plain_replace']:.3f}   "
-            f"additive {g['injected_over_plain_additive']:.3f}"
-            + (
-                f"   (round-paired median: replace {g['injected_over_plain_paired']['replace']:.3f}, "
-                f"additive {g['injected_over_plain_paired']['additive']:.3f})"
-                if "injected_over_plain_paired" in g
-                else ""
-            ),
+            *_render_injection(g),
             f"  our loop / HF generate      {g['ours_over_hf_generate']:.3f}   "
             f"(CPU fast path / plain nn.Linear: {g.get('packed_over_unpacked', float('nan')):.3f})",
             f"  batched / per-sample        {g['batched_over_per_sample']:.2f}x",

@@ -11,7 +11,7 @@ The answer is the new tokens only, decoded with special tokens skipped and strip
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +23,13 @@ from harness.activations import batches, left_pad
 from harness.errors import HarnessError
 from harness.packing import packed_linears, real_rows_only
 
-__all__ = ["GenerationSettings", "decode_new", "generate_batch", "generate_tokens"]
+__all__ = [
+    "GenerationSettings",
+    "decode_new",
+    "generate_batch",
+    "generate_tokens",
+    "generation_steps",
+]
 
 # (batch indices, padded prompt mask) -> a context manager around the batch's generation
 # that has a ``rearm()`` (the injection hook), or ``None`` for plain generation.
@@ -250,6 +256,35 @@ def generate_batch(
     ``injection``: an entered :class:`~harness.injection.PrefillInjection` (or ``None``);
     without a KV cache it is re-armed before every full-sequence forward.
     """
+    steps = generation_steps(model, token_ids, settings, use_cache=use_cache, injection=injection)
+    with torch.inference_mode():
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+
+def generation_steps(
+    model: nn.Module,
+    token_ids: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    *,
+    use_cache: bool = True,
+    injection: Any = None,
+) -> Generator[int, None, list[list[int]]]:
+    """:func:`generate_batch` one model forward at a time: each ``next()`` runs the work up to
+    and including the next forward (the prefill, then one per new token) and yields its step
+    number; the generator returns the new tokens (``StopIteration.value``).
+
+    The caller holds ``torch.inference_mode()`` around every ``next()``. Two of these can be
+    advanced in turns (the benchmark's lockstep A/B): they share no state but the model.
+    """
+    if not torch.is_inference_mode_enabled():
+        raise HarnessError(
+            "generation_steps runs outside torch.inference_mode()",
+            "advance it inside `with torch.inference_mode():`, or call generate_batch",
+        )
     device = next(model.parameters()).device
     empty = [i for i, t in enumerate(token_ids) if len(t) == 0]
     if empty:
@@ -269,66 +304,67 @@ def generate_batch(
     out: list[list[int]] = [[] for _ in range(bsz)]
     done = torch.zeros(bsz, dtype=torch.bool, device=device)
     eos = settings.eos_token_id
-    with torch.inference_mode():
-        keep = _last_logits_only(model)
-        grown = _growing_cache(model, settings.max_new_tokens) if use_cache else None
-        cache_kw = cache_keyword(model)
-        extra = {cache_kw: grown} if grown is not None else {}
-        with real_rows_only(mask):
+    keep = _last_logits_only(model)
+    grown = _growing_cache(model, settings.max_new_tokens) if use_cache else None
+    cache_kw = cache_keyword(model)
+    extra = {cache_kw: grown} if grown is not None else {}
+    with real_rows_only(mask):
+        res = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=use_cache,
+            **keep,
+            **extra,
+        )
+    yield 0
+    cache = _returned_cache(res) if use_cache else None
+    logits = _finite(res.logits[:, -1], 0)
+    full_ids, full_mask, full_pos = ids, mask, pos
+    for step in range(settings.max_new_tokens):
+        scores = _process(logits, penalty, bans)
+        nxt = scores.argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, settings.pad_token_id), nxt)
+        for row, (tok, finished) in enumerate(zip(nxt.tolist(), done.tolist(), strict=True)):
+            if finished:
+                continue
+            if eos is not None and tok == eos:
+                continue
+            out[row].append(tok)
+            if bans:
+                bans[row].push(tok)
+        if penalty is not None:
+            penalty.push(nxt, done)
+        if eos is not None:
+            done = done | (nxt == eos)
+        if bool(done.all()) or step == settings.max_new_tokens - 1:
+            break
+        step_mask = torch.ones((bsz, 1), dtype=mask.dtype, device=device)
+        step_pos = full_pos[:, -1:] + 1
+        full_ids = torch.cat([full_ids, nxt[:, None]], dim=1)
+        full_mask = torch.cat([full_mask, step_mask], dim=1)
+        full_pos = torch.cat([full_pos, step_pos], dim=1)
+        if use_cache:
             res = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=pos,
-                use_cache=use_cache,
-                **keep,
-                **extra,
+                input_ids=nxt[:, None],
+                attention_mask=full_mask,
+                position_ids=step_pos,
+                use_cache=True,
+                **{cache_kw: cache},
             )
-        cache = _returned_cache(res) if use_cache else None
-        logits = _finite(res.logits[:, -1], 0)
-        full_ids, full_mask, full_pos = ids, mask, pos
-        for step in range(settings.max_new_tokens):
-            scores = _process(logits, penalty, bans)
-            nxt = scores.argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, settings.pad_token_id), nxt)
-            for row, (tok, finished) in enumerate(zip(nxt.tolist(), done.tolist(), strict=True)):
-                if finished:
-                    continue
-                if eos is not None and tok == eos:
-                    continue
-                out[row].append(tok)
-                if bans:
-                    bans[row].push(tok)
-            if penalty is not None:
-                penalty.push(nxt, done)
-            if eos is not None:
-                done = done | (nxt == eos)
-            if bool(done.all()) or step == settings.max_new_tokens - 1:
-                break
-            step_mask = torch.ones((bsz, 1), dtype=mask.dtype, device=device)
-            step_pos = full_pos[:, -1:] + 1
-            full_ids = torch.cat([full_ids, nxt[:, None]], dim=1)
-            full_mask = torch.cat([full_mask, step_mask], dim=1)
-            full_pos = torch.cat([full_pos, step_pos], dim=1)
-            if use_cache:
-                res = model(
-                    input_ids=nxt[:, None],
-                    attention_mask=full_mask,
-                    position_ids=step_pos,
-                    use_cache=True,
-                    **{cache_kw: cache},
-                )
-                cache = _returned_cache(res)
-            else:
-                if injection is not None:
-                    injection.rearm()
-                res = model(
-                    input_ids=full_ids,
-                    attention_mask=full_mask,
-                    position_ids=full_pos,
-                    use_cache=False,
-                    **keep,
-                )
-            logits = _finite(res.logits[:, -1], step + 1)
+            cache = _returned_cache(res)
+        else:
+            if injection is not None:
+                injection.rearm()
+            res = model(
+                input_ids=full_ids,
+                attention_mask=full_mask,
+                position_ids=full_pos,
+                use_cache=False,
+                **keep,
+            )
+        yield step + 1
+        logits = _finite(res.logits[:, -1], step + 1)
     return out
 
 

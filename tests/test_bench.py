@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import statistics
+from unittest import mock
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from harness.bench import generation_matmul_flops, render
 from harness.events import count_events, record
 from tests.model_fixtures import tiny_model
@@ -55,3 +62,117 @@ def test_the_matmul_floor_times_every_weight_at_prefill_and_decode_shapes(monkey
     assert rows.count(15) == 3 * len(weights)
     assert rows.count(3) == 3 + 4 * (len(weights) + 1)
     assert floor["total_s"] == floor["prefill_s"] + 3 * floor["decode_step_s"]
+
+
+def test_each_ab_block_mirrors_so_every_variant_sits_at_the_base_mean_time() -> None:
+    from harness.bench import abba_order
+
+    orders = abba_order("plain", ["replace", "additive"], 3)
+    assert len(orders) == 3
+    for order in orders:
+        assert order == ["plain", "replace", "additive", "additive", "replace", "plain"]
+        mean = {n: statistics.mean(i for i, x in enumerate(order) if x == n) for n in set(order)}
+        assert len(set(mean.values())) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    work=st.floats(0.5, 2.0),
+    drift=st.floats(-0.05, 0.05),
+    start=st.floats(0.5, 3.0),
+    blocks=st.integers(1, 5),
+)
+def test_the_ab_ratio_recovers_a_true_cost_under_linear_drift(
+    work: float, drift: float, start: float, blocks: int
+) -> None:
+    """A machine that slows (or speeds up) linearly over the whole run: each run takes
+    cost x (start + drift x its position). The block ratio is the true cost ratio."""
+    from harness import bench
+
+    costs = {"plain": 1.0, "replace": work, "additive": 1.0}
+    clock = iter(range(10_000))
+    fake = _FakeWork({n: (lambda n=n: None) for n in costs})
+
+    def timed(fn, repeats):
+        return costs[fn.__name__] * (start + drift * next(clock))
+
+    r = _ab_with_clock(bench, fake, blocks, timed)
+    got = r["injected_over_plain"]
+    assert got["replace"]["median"] == pytest.approx(1.0 / work, rel=1e-9)
+    assert got["additive"]["median"] == pytest.approx(1.0, rel=1e-9)
+    assert len(got["replace"]["blocks"]) == blocks
+
+
+def test_one_slow_block_moves_the_median_but_not_out_of_the_interval() -> None:
+    from harness.bench import ratio_summary
+
+    r = ratio_summary([0.99, 1.0, 1.01, 0.80, 1.0])
+    assert r["median"] == 1.0 and r["min"] == 0.80
+    lo, hi = r["ci95"]
+    assert 0.80 <= lo <= 1.0 <= hi <= 1.01
+    assert "ci95" not in ratio_summary([1.0, 0.9])  # too few blocks for an interval
+
+
+class _FakeWork:
+    def __init__(self, fns):
+        for name, fn in fns.items():
+            fn.__name__ = name
+        self.variants = fns
+
+
+def _ab_with_clock(bench, work, blocks, timed):
+    with mock.patch.object(bench, "_time", timed):
+        return bench.bench_injection_ab(work, blocks)
+
+
+@pytest.fixture(scope="module")
+def small_work():
+    from harness.bench import generation_workload
+
+    return generation_workload(batch=4, new_tokens=6, shape="tiny", model=tiny_model(3, layers=3))
+
+
+def _drain(steps):
+    import torch
+
+    with torch.inference_mode():
+        it = steps()
+        while True:
+            try:
+                next(it)
+            except StopIteration as done:
+                return done.value
+
+
+def test_generations_in_lockstep_give_the_tokens_each_gives_alone(small_work) -> None:
+    """Advancing a plain and an injected generation in turns changes neither: the plain one
+    is not injected by the other's hook, and each equals its own run through the runner's
+    path (generate_tokens) and its step generator drained alone."""
+    from harness.bench import lockstep
+
+    for name in ("replace", "additive"):
+        outputs: dict = {}
+        times = lockstep(small_work, "plain", name, outputs=outputs)
+        alone = {n: _drain(small_work.steps[n]) for n in ("plain", name)}
+        assert outputs == alone
+        if name == "replace":  # (additive at scale 0.01 leaves this tiny model's tokens be)
+            assert outputs["plain"] != outputs[name]
+        assert all(len(t) == 6 for t in outputs[name])
+        for side in ("plain", name):
+            assert times[f"{side}_total_s"] == pytest.approx(
+                times[f"{side}_prefill_s"] + times[f"{side}_decode_s"]
+            )
+        assert not [m for m in small_work.model.modules() if m._forward_hooks]
+
+
+def test_the_step_generators_do_the_work_of_the_timed_whole_runs(small_work) -> None:
+    """The lockstep A/B and the whole-run A/B time the same generations."""
+    for name in ("plain", "replace", "additive"):
+        assert small_work.variants[name]() == _drain(small_work.steps[name])
+
+
+def test_generation_steps_refuse_to_run_outside_inference_mode(small_work) -> None:
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="inference_mode"):
+        next(small_work.steps["plain"]())
