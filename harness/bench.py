@@ -421,8 +421,9 @@ def bench_generation(
     shape: str,
     ab_blocks: int = 2,
     lockstep_pairs: int = 3,
+    model: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    work = generation_workload(batch=batch, new_tokens=new_tokens, shape=shape)
+    work = generation_workload(batch=batch, new_tokens=new_tokens, shape=shape, model=model)
     model, lens, v = work.model, work.lens, work.variants
     # Warm-up: kernels, packed weights, and the heap at its peak (two generations alive, one
     # injected). A variant's first run otherwise pays first-touch page faults: 212k of them

@@ -176,3 +176,32 @@ def test_generation_steps_refuse_to_run_outside_inference_mode(small_work) -> No
 
     with pytest.raises(HarnessError, match="inference_mode"):
         next(small_work.steps["plain"]())
+
+
+def test_the_generation_bench_runs_end_to_end_and_renders(small_work) -> None:
+    from harness.bench import bench_generation
+
+    g = bench_generation(
+        batch=4,
+        new_tokens=4,
+        repeats=1,
+        shape="tiny",
+        ab_blocks=1,
+        lockstep_pairs=2,
+        model=small_work.model,
+    )
+    g["batched_fraction_of_roofline"] = g["per_sample_fraction_of_roofline"] = 0.5
+    for name in ("replace", "additive"):
+        lock = g["injection_lockstep"][name]
+        assert len(lock["total"]["blocks"]) == 2 and len(lock["minor_faults"]) == 2
+        assert len(g["injection_ab"]["injected_over_plain"][name]["blocks"]) == 1
+    text = render(
+        {
+            "machine": {"cpus": 2, "torch": "x", "threads": 2},
+            "roofline_gflops": 1.0,
+            "generation": g,
+        }
+    )
+    assert (
+        "lockstep" in text and "counterbalanced blocks" in text and "batched / per-sample" in text
+    )
