@@ -289,8 +289,13 @@ def ab_ratios(seconds: Sequence[dict[str, list[float]]], base: str, other: str) 
     return [sum(b[base]) / sum(b[other]) for b in seconds]
 
 
+MIN_BLOCKS_FOR_CI = 8
+
+
 def ratio_summary(ratios: Sequence[float], seed: int = 0) -> dict[str, Any]:
-    """Median of the per-block ratios with a 95% bootstrap interval (percentile, scipy)."""
+    """Median and range of per-block ratios; from :data:`MIN_BLOCKS_FOR_CI` blocks on, also a
+    95% percentile-bootstrap interval of the median (scipy). With fewer, a bootstrap interval
+    of a median is little more than the range, so none is given."""
     from scipy.stats import bootstrap
 
     out: dict[str, Any] = {
@@ -298,7 +303,7 @@ def ratio_summary(ratios: Sequence[float], seed: int = 0) -> dict[str, Any]:
         "blocks": [round(x, 4) for x in ratios],
         "min": min(ratios),
     }
-    if len(ratios) >= 3:
+    if len(ratios) >= MIN_BLOCKS_FOR_CI:
         ci = bootstrap(
             (list(ratios),),
             statistics.median,
@@ -593,6 +598,12 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _spread(x: dict[str, Any]) -> str:
+    """A :func:`ratio_summary` as ``median [min, max]`` (and its interval where there is one)."""
+    ci = f"   95% CI {x['ci95'][0]:.3f}-{x['ci95'][1]:.3f}" if "ci95" in x else ""
+    return f"{x['median']:.3f} [{min(x['blocks']):.3f}, {max(x['blocks']):.3f}]{ci}"
+
+
 def _render_injection(g: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     lock = g.get("injection_lockstep")
@@ -601,25 +612,20 @@ def _render_injection(g: dict[str, Any]) -> list[str]:
             f"  injected/plain throughput, lockstep (the two generations in turns, one forward "
             f"each), median of {lock['pairs']} runs [min, max]:"
         )
-        for name in ("replace", "additive"):
-            x = lock[name]
-            blocks = x["total"]["blocks"]
-            lines.append(
-                f"    {name:8s} {x['total']['median']:.3f} [{min(blocks):.3f}, {max(blocks):.3f}]"
-                f"   prefill {x['prefill']:.3f}, decode {x['decode']:.3f}"
-            )
+        lines += [
+            f"    {n:8s} {_spread(lock[n]['total'])}"
+            f"   prefill {lock[n]['prefill']:.3f}, decode {lock[n]['decode']:.3f}"
+            for n in ("replace", "additive")
+        ]
     ab = g.get("injection_ab")
     if ab:
         lines.append(
             f"  injected/plain throughput, whole runs in {ab['blocks']} counterbalanced blocks "
             f"({', '.join(ab['order'])}), median [min, max]:"
         )
-        for name in ("replace", "additive"):
-            x = ab["injected_over_plain"][name]
-            lines.append(
-                f"    {name:8s} {x['median']:.3f} [{min(x['blocks']):.3f}, {max(x['blocks']):.3f}]"
-                + (f"   95% CI {x['ci95'][0]:.3f}-{x['ci95'][1]:.3f}" if "ci95" in x else "")
-            )
+        lines += [
+            f"    {n:8s} {_spread(ab['injected_over_plain'][n])}" for n in ("replace", "additive")
+        ]
     return lines
 
 
