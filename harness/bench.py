@@ -150,12 +150,6 @@ def _prompt_lengths(k: int) -> list[int]:
     return [lens[i % len(lens)] for i in range(k)]
 
 
-def _injections() -> dict[str, Any]:
-    from harness.injection import InjectionSpec
-
-    return {"replace": InjectionSpec("replace"), "additive": InjectionSpec("additive", scale=0.01)}
-
-
 @dataclass
 class GenerationWorkload:
     """The benchmark's generation work at one shape: the model, prompts and timed variants.
@@ -190,7 +184,7 @@ def generation_workload(
     from harness.injection import InjectionSpec, PrefillInjection, pad_sources
     from harness.models import load_model, resolve_block
 
-    INJECTIONS = _injections()
+    specs = {"replace": InjectionSpec("replace"), "additive": InjectionSpec("additive", scale=0.01)}
     if model is None:
         model = load_model(shape, init="random", seed=0)
     _, module, _ = resolve_block(model, 0.67)
@@ -257,15 +251,15 @@ def generation_workload(
     variants = {
         "plain": plain,
         "plain_unpacked": unpacked,
-        "replace": injected(INJECTIONS["replace"]),
-        "additive": injected(INJECTIONS["additive"]),
+        "replace": injected(specs["replace"]),
+        "additive": injected(specs["additive"]),
         "hf_generate": hf,
         "per_sample": per_sample,
     }
     steps = {
         "plain": stepper(None),
-        "replace": stepper(INJECTIONS["replace"]),
-        "additive": stepper(INJECTIONS["additive"]),
+        "replace": stepper(specs["replace"]),
+        "additive": stepper(specs["additive"]),
     }
     return GenerationWorkload(shape, batch, new_tokens, model, lens, variants, steps)
 
