@@ -40,6 +40,7 @@ from harness.injection import (
     random_directions,
     shuffle_donors,
 )
+from harness.io import atomic_write_bytes
 from harness.models import ModelPair, load_pair, resolve_block
 from harness.protocol import Protocol, load_protocol
 from harness.results import load_result_file, write_result_file
@@ -576,12 +577,10 @@ def _seed(job: Job) -> int:
 
 
 def _save_activations(path: Path, acts: Activations) -> None:
-    """Write ``acts`` atomically (a temporary file renamed over ``path``)."""
-    from safetensors.torch import save_file
+    """Write ``acts`` atomically, as the translators are (:func:`atomic_write_bytes`)."""
+    from safetensors.torch import save
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({f"{i:06d}": s.contiguous() for i, s in enumerate(acts.states)}, str(tmp))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save({f"{i:06d}": s.contiguous() for i, s in enumerate(acts.states)}))
 
 
 def _load_activations(path: Path, site: str, ids: Sequence[Sequence[int]]) -> Activations | None:
