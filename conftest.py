@@ -32,7 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--artifact",
         default=os.environ.get("HARNESS_ARTIFACT"),
-        help="paper artifact folder (default: $HARNESS_ARTIFACT or ../shared/paper-artifact)",
+        help="paper artifact folder (default: $HARNESS_ARTIFACT, else the copy shipped in vendor/paper-artifact)",
     )
     group.addoption(
         "--device",

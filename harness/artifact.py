@@ -1,14 +1,19 @@
 """Where the paper's published artifact lives, and how a user gets it.
 
-The artifact (the frozen clean eval and 33 result files) is data the project reads, never
-commits. Lookup order: an explicit path, ``$HARNESS_ARTIFACT``, ``../shared/paper-artifact``
-beside the checkout, then the user cache ``~/.cache/activation-transfer/paper-artifact``.
-``python -m harness fetch-artifact DEST`` downloads the files from the public repository at the
-pinned commit and checks every SHA-256 below.
+The artifact (the frozen clean eval, the task splits and 33 result files, Apache-2.0) ships
+in the repository, gzip-compressed, under ``vendor/paper-artifact/`` with its LICENSE and a
+NOTICE naming the upstream repository and commit. Lookup order: an explicit path,
+``$HARNESS_ARTIFACT``, then the vendored copy, which is decompressed once into the cache
+(``<cache>/paper-artifact/<commit>/``). Every uncompressed file is checked against the
+SHA-256 manifest below on every load: a tampered vendored file is a one-line error, a
+damaged decompressed copy is rewritten from the verified vendored bytes.
+``python -m harness fetch-artifact DEST`` downloads the raw files from the public repository
+at the pinned commit and checks the same manifest.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
@@ -24,10 +29,12 @@ __all__ = [
     "ARTIFACT_FILES",
     "ARTIFACT_REPO",
     "ENV_VAR",
+    "VENDORED",
     "fetch_artifact",
     "find_artifact",
     "locate_artifact",
     "repo_path",
+    "vendored_artifact",
     "verify_artifact",
 ]
 
@@ -37,8 +44,9 @@ ARTIFACT_REPO = "jaysinailabs/cross-model-activation-transfer"
 ARTIFACT_COMMIT = "6ce8afb1d1e608bb5c919b34aa3f1c7848a0a865"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{ARTIFACT_REPO}/{ARTIFACT_COMMIT}"
 ENV_VAR = "HARNESS_ARTIFACT"
-USER_CACHE = Path.home() / ".cache" / "activation-transfer" / "paper-artifact"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+VENDORED = _REPO_ROOT / "vendor" / "paper-artifact"
+_VERIFIED: dict[tuple[Path, Path], bool] = {}  # (vendored, decompressed) checked this process
 
 # Local layout -> SHA-256 of the file at the pinned commit.
 ARTIFACT_FILES: dict[str, str] = {
@@ -92,29 +100,76 @@ def repo_path(local: str) -> str:
     return local
 
 
-def _candidates(explicit: str | os.PathLike[str] | None) -> list[Path]:
-    out = []
-    if explicit:
-        out.append(Path(explicit))
-    if os.environ.get(ENV_VAR):
-        out.append(Path(os.environ[ENV_VAR]))
-    out.append(_REPO_ROOT.parent / "shared" / "paper-artifact")
-    out.append(USER_CACHE)
-    return out
+def _vendored_bytes(rel: str, digest: str) -> bytes:
+    """The uncompressed bytes of one vendored file, refused unless they match ``digest``."""
+    src = VENDORED / rel if rel == "LICENSE" else VENDORED / f"{rel}.gz"
+    fix = "restore it with 'git checkout -- vendor/paper-artifact', or pass --artifact PATH"
+    try:
+        raw = src.read_bytes()
+        data = raw if rel == "LICENSE" else gzip.decompress(raw)
+    except FileNotFoundError:
+        raise HarnessError(f"vendored paper artifact file {src} is missing", fix) from None
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise HarnessError(f"vendored paper artifact file {src} is unreadable ({exc})", fix) from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != digest:
+        raise HarnessError(
+            f"vendored paper artifact file {src} has SHA-256 {got[:12]}..., "
+            f"expected {digest[:12]}... (tampered or damaged)",
+            fix,
+        )
+    return data
+
+
+def vendored_artifact(cache: str | os.PathLike[str] | None = None) -> Path:
+    """The vendored artifact as a plain folder, every file verified against the manifest.
+
+    Decompressed under ``cache`` (default ``<HARNESS_CACHE or .cache/harness>/paper-artifact/
+    <commit>``) under a file lock; a file there whose hash is wrong or that is missing is
+    rewritten from the vendored bytes, which are verified first.
+    """
+    from filelock import FileLock
+
+    base = Path(cache) if cache else _cache_dir()
+    root = base / ARTIFACT_COMMIT[:12]
+    if _VERIFIED.get((VENDORED, root)):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(base / f".{ARTIFACT_COMMIT[:12]}.lock")):
+        for rel, digest in ARTIFACT_FILES.items():
+            data = _vendored_bytes(rel, digest)
+            target = root / rel
+            if not (target.is_file() and sha256_file(target) == digest):
+                atomic_write_bytes(target, data)
+    _VERIFIED[(VENDORED, root)] = True
+    return root
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", _REPO_ROOT / ".cache" / "harness")) / (
+        "paper-artifact"
+    )
 
 
 def find_artifact(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The first artifact folder that exists (holding ``results/final``), or None."""
-    if explicit and not (Path(explicit) / "results" / "final").is_dir():
-        raise HarnessError(
-            f"no paper artifact at {explicit} (expected results/final inside)",
-            "pass the folder that holds data/ and results/, or run "
-            "'python -m harness fetch-artifact DEST'",
-        )
-    for cand in _candidates(explicit):
-        if (cand / "results" / "final").is_dir():
-            return cand.resolve()
-    return None
+    """The artifact folder: ``explicit``, ``$HARNESS_ARTIFACT``, else the vendored copy.
+
+    An explicit or environment path must hold ``results/final``. None only when the vendored
+    copy has been removed from the checkout.
+    """
+    for given, what in ((explicit, "--artifact"), (os.environ.get(ENV_VAR), f"${ENV_VAR}")):
+        if not given:
+            continue
+        if not (Path(given) / "results" / "final").is_dir():
+            raise HarnessError(
+                f"no paper artifact at {given} ({what}; expected results/final inside)",
+                "pass the folder that holds data/ and results/, unset it to use the copy "
+                "shipped in vendor/paper-artifact, or run 'python -m harness fetch-artifact DEST'",
+            )
+        return Path(given).resolve()
+    if not VENDORED.is_dir():
+        return None
+    return vendored_artifact()
 
 
 def locate_artifact(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -122,10 +177,10 @@ def locate_artifact(explicit: str | os.PathLike[str] | None = None) -> Path:
     found = find_artifact(explicit)
     if found is None:
         raise HarnessError(
-            "the paper artifact was not found (looked in $HARNESS_ARTIFACT, "
-            "../shared/paper-artifact and ~/.cache/activation-transfer/paper-artifact)",
-            "run 'python -m harness fetch-artifact ~/.cache/activation-transfer/paper-artifact' "
-            "or pass --artifact PATH",
+            f"the paper artifact was not found (no --artifact, no ${ENV_VAR}, and {VENDORED} "
+            "is missing)",
+            "restore it with 'git checkout -- vendor/paper-artifact', or run "
+            "'python -m harness fetch-artifact DEST' and pass --artifact DEST",
         )
     return found
 

@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("dirs", nargs="*", help="result directories (default: the paper artifact's)")
         p.add_argument(
             "--artifact",
-            help="paper artifact folder (default: $HARNESS_ARTIFACT or ../shared/paper-artifact)",
+            help="paper artifact folder (default: $HARNESS_ARTIFACT, else the copy shipped in vendor/paper-artifact)",
         )
         p.add_argument(
             "--protocol", default="paper", help="protocol name or TOML path (default: paper)"

@@ -9,7 +9,8 @@ from harness.artifact import find_artifact
 ARTIFACT = find_artifact()
 needs_artifact = pytest.mark.skipif(
     ARTIFACT is None,
-    reason="paper artifact not found: run 'python -m harness fetch-artifact DEST' and set HARNESS_ARTIFACT",
+    reason="paper artifact not found: vendor/paper-artifact is missing from this checkout "
+    "(restore it with git, or set HARNESS_ARTIFACT)",
 )
 FINAL = ARTIFACT / "results" / "final" if ARTIFACT else None
 STRICT = ARTIFACT / "results" / "final_strict_controls" if ARTIFACT else None

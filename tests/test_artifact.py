@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import http.server
 import shutil
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import artifact
 from harness.artifact import ARTIFACT_FILES, fetch_artifact, repo_path, verify_artifact
 from harness.cli import main
 from harness.errors import HarnessError
@@ -19,7 +21,7 @@ from tests.helpers import ARTIFACT, needs_artifact
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """Serve a copy of the shared artifact laid out as in the public repository."""
+    """Serve a copy of the artifact laid out as in the public repository."""
     if ARTIFACT is None:
         pytest.skip("paper artifact not found")
     root = tmp_path / "repo"
@@ -73,3 +75,86 @@ def test_fetch_with_no_server_is_a_one_line_error(
     assert main(["fetch-artifact", str(tmp_path), "--base-url", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: could not download") and err.count("\n") == 1
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "paper-artifact"
+
+
+def test_the_vendored_artifact_is_found_without_any_path_or_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HARNESS_ARTIFACT", raising=False)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    root = artifact.find_artifact()
+    assert root is not None and root.is_relative_to(tmp_path / "cache")
+    assert verify_artifact(root) == {}
+    assert (artifact.VENDORED / "LICENSE").is_file()
+    notice = (artifact.VENDORED / "NOTICE").read_text(encoding="utf-8")
+    assert artifact.ARTIFACT_REPO in notice and artifact.ARTIFACT_COMMIT in notice
+    assert "Apache" in notice
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no uncompressed reference copy beside the checkout")
+def test_the_vendored_artifact_decompresses_to_the_reference_copy_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    root = artifact.vendored_artifact(tmp_path)
+    for rel in ARTIFACT_FILES:
+        assert (root / rel).read_bytes() == (SHARED / rel).read_bytes(), rel
+
+
+@pytest.fixture
+def vendored_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of vendor/paper-artifact that a test may damage."""
+    copy = tmp_path / "vendor"
+    shutil.copytree(artifact.VENDORED, copy)
+    monkeypatch.setattr(artifact, "VENDORED", copy)
+    monkeypatch.delenv("HARNESS_ARTIFACT", raising=False)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    return copy
+
+
+def test_a_tampered_vendored_file_is_a_one_line_error_naming_it(
+    vendored_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = vendored_copy / "results/final/h1_replace_fwd_seed42.json.gz"
+    data = gzip.decompress(target.read_bytes()).replace(b'"replace"', b'"replaze"', 1)
+    target.write_bytes(gzip.compress(data))
+    with pytest.raises(HarnessError, match=r"h1_replace_fwd_seed42\.json\.gz has SHA-256"):
+        artifact.find_artifact()
+    assert main(["summarize"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: vendored paper artifact file") and err.count("\n") == 1
+    assert "git checkout -- vendor/paper-artifact" in err
+
+
+def test_a_truncated_vendored_file_is_a_one_line_error(vendored_copy: Path) -> None:
+    target = vendored_copy / "data/clean_eval.jsonl.gz"
+    target.write_bytes(target.read_bytes()[:100])
+    with pytest.raises(HarnessError, match=r"clean_eval\.jsonl\.gz is unreadable"):
+        artifact.find_artifact()
+
+
+def test_a_damaged_decompressed_copy_is_rewritten_from_the_verified_vendored_bytes(
+    vendored_copy: Path, tmp_path: Path
+) -> None:
+    root = artifact.find_artifact()
+    assert root is not None
+    victim = root / "results/final/h1_no_inject_fwd_deterministic.json"
+    victim.write_text("{}")
+    artifact._VERIFIED.clear()  # a new process
+    assert artifact.find_artifact() == root
+    assert verify_artifact(root) == {}
+
+
+def test_an_explicit_artifact_path_and_the_environment_take_precedence(
+    vendored_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "elsewhere"
+    (other / "results" / "final").mkdir(parents=True)
+    assert artifact.find_artifact(other) == other.resolve()
+    monkeypatch.setenv("HARNESS_ARTIFACT", str(other))
+    assert artifact.find_artifact() == other.resolve()
+    monkeypatch.setenv("HARNESS_ARTIFACT", str(tmp_path / "nowhere"))
+    with pytest.raises(HarnessError, match=r"\$HARNESS_ARTIFACT"):
+        artifact.find_artifact()
