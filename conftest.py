@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -47,12 +48,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _failure_message(report: pytest.TestReport) -> str:
+    """The assertion message of a failed claim (not ``file:line``), on one line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    text = text.removeprefix("AssertionError: ")
+    # pytest appends its own "assert ..." explanation after the message; keep the message.
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    keep = []
+    for ln in lines:
+        if ln.lstrip().startswith(("assert ", "+  where", "where ")) and keep:
+            break
+        keep.append(ln.strip())
+    return " ".join(keep)[:400]
+
+
 class _StatusRecorder:
-    """Collects claim outcomes on the controlling process and writes them at the end."""
+    """Collects claim outcomes (with what each measured) on the controlling process and
+    writes them at the end. Entries of claims this run did not execute keep the time of the
+    run that produced them, so the claim table never shows them as this run's."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.outcomes: dict[str, dict[str, str]] = {}
+        self.run = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.outcomes: dict[str, dict[str, dict[str, str]]] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if "claims/" not in report.nodeid.replace("\\", "/") or "[" not in report.nodeid:
@@ -60,21 +79,25 @@ class _StatusRecorder:
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             func, _, param = report.nodeid.split("::")[-1].partition("[")
             source = param.partition("]")[0]  # "mini]" or, under --dist loadgroup, "mini]@mini"
+            props = dict(getattr(report, "user_properties", ()))
+            measured = str(props.get("measured", ""))
             if hasattr(report, "wasxfail"):
                 outcome = "xfail" if report.outcome == "skipped" else "xpass"
-                detail = report.wasxfail
+                detail = str(report.wasxfail).removeprefix("finding: ")
             else:
                 outcome = report.outcome
                 detail = ""
                 if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
                     detail = str(report.longrepr[2]).removeprefix("Skipped: ")
                 elif report.outcome == "failed":
-                    detail = (
-                        str(report.longreprtext).strip().splitlines()[-1][:300]
-                        if report.longreprtext
-                        else ""
-                    )
-            self.outcomes.setdefault(func, {})[source] = f"{outcome}|{detail}"
+                    detail = _failure_message(report)
+            self.outcomes.setdefault(func, {})[source] = {
+                "outcome": outcome,
+                "measured": measured,
+                "numbers": props.get("measured_numbers", {}),
+                "detail": detail,
+                "run": self.run,
+            }
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.outcomes:
@@ -84,12 +107,19 @@ class _StatusRecorder:
         previous: dict = {}
         if self.path.is_file():
             try:
-                previous = json.loads(self.path.read_text()).get("claims", {})
-            except (json.JSONDecodeError, OSError):
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                previous = loaded.get("claims", {}) if isinstance(loaded, dict) else {}
+            except (json.JSONDecodeError, OSError, UnicodeDecodeError):
                 previous = {}
+        merged: dict = {}
+        for func, per_source in previous.items():
+            if isinstance(per_source, dict):
+                merged[func] = {
+                    s: v for s, v in per_source.items() if isinstance(v, dict) and "run" in v
+                }
         for func, per_source in self.outcomes.items():
-            previous.setdefault(func, {}).update(per_source)
-        atomic_write_json(self.path, {"claims": previous})
+            merged.setdefault(func, {}).update(per_source)
+        atomic_write_json(self.path, {"latest_run": self.run, "claims": merged})
 
 
 def pytest_configure(config: pytest.Config) -> None:

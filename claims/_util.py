@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
+from harness.results import ResultFile, ResultSet
 from harness.sources import Source
-from harness.tables import ComparisonRow
+from harness.tables import ComparisonRow, compare
 
 TRANSFER_CONDITIONS = (
     "additive",
     "replace",
     "scale_corrected",
     "best_alpha",
+    "shuffled_translation",
+    "shuffled_translation_strict_matched",
+)
+# "Replacement-style" conditions (abstract, Figure 3): the receiver state is substituted.
+REPLACEMENT_STYLE = (
+    "replace",
+    "scale_corrected",
     "shuffled_translation",
     "shuffled_translation_strict_matched",
 )
@@ -29,9 +39,54 @@ def cmp(source: Source, condition: str, baseline: str) -> ComparisonRow:
     return source.comparisons[(condition, baseline)]
 
 
+def pp(x: float) -> str:
+    """A proportion as signed percentage points."""
+    return f"{x * 100:+.2f} pp"
+
+
 def ci(row: ComparisonRow) -> str:
     """A comparison row as text for assertion messages (percentage points)."""
     return (
-        f"{row.condition} vs {row.baseline}: delta {row.delta * 100:+.2f} pp, "
-        f"95% CI [{row.ci_low * 100:+.2f}, {row.ci_high * 100:+.2f}] over {row.n_pairs} pairs"
+        f"{row.condition} vs {row.baseline}: {pp(row.delta)} "
+        f"[{row.ci_low * 100:+.2f}, {row.ci_high * 100:+.2f}] ({row.n_pairs} pairs)"
     )
+
+
+def ci_values(row: ComparisonRow, prefix: str = "") -> dict[str, float]:
+    """A comparison row's delta and CI as named numbers (for findings' recorded values)."""
+    return {
+        f"{prefix}delta": row.delta,
+        f"{prefix}ci_low": row.ci_low,
+        f"{prefix}ci_high": row.ci_high,
+    }
+
+
+def per_seed(
+    source: Source, condition: str, baseline: str
+) -> list[tuple[ResultFile, ComparisonRow]]:
+    """The paired comparison of each seed's run of ``condition`` against ``baseline`` alone
+    (same bootstrap and statistics as the pooled rows)."""
+    need(source, condition, baseline)
+    out = []
+    base = source.results.runs(baseline)
+    for run in source.results.runs(condition):
+        rows = compare(
+            ResultSet([run, *base]),
+            baselines=(baseline,),
+            stats=source.protocol.stats,
+            directions=("fwd",),
+        )
+        (row,) = [r for r in rows if r.condition == condition]
+        out.append((run, row))
+    return out
+
+
+def mean_sample_field(source: Source, condition: str, key: str) -> float:
+    """Mean of a per-sample numeric field over every row of a condition's runs (fwd)."""
+    vals = [
+        r[key]
+        for f in source.results.runs(condition, "fwd")
+        for r in f.per_sample
+        if isinstance(r.get(key), (int, float))
+    ]
+    return statistics.fmean(vals) if vals else float("nan")

@@ -1,29 +1,37 @@
 """Claims fixtures: every test taking ``source`` runs once per result source.
 
-Sources come from ``--source`` (default ``paper,mini,pythia``); an unavailable source is
-skipped with the reason. Known non-replications are recorded in ``claims/findings.toml`` and
-applied as ``xfail(strict=True)`` with the measured numbers: if such a claim starts to
-hold, the run turns red so the finding is revisited.
+Sources come from ``--source`` (default: every registered source); an unavailable source is
+skipped with the reason. Each claim records what it measured through the ``measured``
+fixture: the text goes to the claim table, the named numbers are compared with the numbers a
+finding recorded. Known non-replications are recorded in ``claims/findings.toml`` and applied
+as ``xfail(strict=True)``: if such a claim starts to hold, the run turns red so the finding is
+revisited; if its measured numbers drift from the recorded ones by more than the declared
+tolerance (``harness.tolerance``), the run turns red too, so the two cannot diverge silently.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.devices import resolve_device
 from harness.sources import Source, SourceUnavailable, load_source
+from harness.tolerance import finding_tolerance
 
 FINDINGS = Path(__file__).with_name("findings.toml")
 _LOADED: dict[str, Source | str] = {}
 
 
-def _findings() -> dict[str, dict[str, str]]:
-    if not FINDINGS.is_file():
+def load_findings(path: Path = FINDINGS) -> dict[str, dict[str, dict[str, Any]]]:
+    """claim -> source -> {why, recorded, tolerance}."""
+    if not path.is_file():
         return {}
-    return tomllib.loads(FINDINGS.read_text(encoding="utf-8"))
+    return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -32,9 +40,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("source", names, indirect=True, ids=names, scope="session")
 
 
+def _finding(item: pytest.Item) -> dict[str, Any] | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "source" not in callspec.params:
+        return None
+    func = getattr(item, "originalname", item.name)
+    return load_findings().get(func, {}).get(callspec.params["source"])
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    findings = _findings()
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or "source" not in callspec.params:
@@ -42,10 +57,63 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.claim)
         # --dist loadgroup keeps a source's claims on one worker (ignored by other schedulers)
         item.add_marker(pytest.mark.xdist_group(name=callspec.params["source"]))
-        func = item.originalname if hasattr(item, "originalname") else item.name
-        reason = findings.get(func, {}).get(callspec.params["source"])
-        if reason:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=f"finding: {reason}"))
+        finding = _finding(item)
+        if finding:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"finding: {finding['why']}"))
+
+
+@pytest.fixture
+def measured(request: pytest.FixtureRequest) -> Callable[..., str]:
+    """``measured(text, **numbers)``: record what the claim measured on this source.
+
+    Returns ``text`` so a test can use it as its assertion message. The text appears in the
+    claim table; the numbers are checked against a finding's recorded numbers.
+    """
+
+    def record(text: str, **numbers: float) -> str:
+        request.node.user_properties.append(("measured", text))
+        clean = {k: float(v) for k, v in numbers.items()}
+        request.node.user_properties.append(("measured_numbers", clean))
+        return text
+
+    return record
+
+
+def _drift(finding: dict[str, Any], numbers: dict[str, float]) -> list[str]:
+    """Recorded numbers of a finding that this run's measurement contradicts."""
+    tol = finding_tolerance(finding.get("tolerance", "exact"))
+    out = []
+    for key, want in finding.get("recorded", {}).items():
+        got = numbers.get(key)
+        if got is None:
+            out.append(f"{key}: recorded {want} but this run measured no such number")
+        elif not (math.isfinite(got) and abs(got - float(want)) <= tol):
+            out.append(f"{key}: recorded {want}, measured {got:.4f} (tolerance {tol:g})")
+    return out
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    rep: pytest.TestReport = outcome.get_result()
+    if rep.when != "call":
+        return
+    finding = _finding(item)
+    if not finding or not finding.get("recorded"):
+        return
+    numbers: dict[str, float] = {}
+    for key, value in item.user_properties:
+        if key == "measured_numbers":
+            numbers.update(value)
+    problems = _drift(finding, numbers)
+    if problems:
+        rep.outcome = "failed"
+        if hasattr(rep, "wasxfail"):
+            del rep.wasxfail
+        rep.longrepr = (
+            "finding drifted: claims/findings.toml records numbers this run does not "
+            "reproduce -- " + "; ".join(problems)
+        )
 
 
 @pytest.fixture(scope="session")

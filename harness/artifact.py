@@ -110,7 +110,9 @@ def _vendored_bytes(rel: str, digest: str) -> bytes:
     except FileNotFoundError:
         raise HarnessError(f"vendored paper artifact file {src} is missing", fix) from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise HarnessError(f"vendored paper artifact file {src} is unreadable ({exc})", fix) from None
+        raise HarnessError(
+            f"vendored paper artifact file {src} is unreadable ({exc})", fix
+        ) from None
     got = hashlib.sha256(data).hexdigest()
     if got != digest:
         raise HarnessError(

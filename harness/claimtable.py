@@ -1,35 +1,40 @@
 """The claim table for people: each claim, the paper sentence it checks, and per source the
-outcome of the last ``pytest claims`` run (read from the status file pytest writes)."""
+outcome of the last ``pytest claims`` run with the numbers that run measured (read from the
+status file pytest writes)."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Claim", "collect_claims", "render_claim_table"]
+from harness.errors import HarnessError
+
+__all__ = ["Claim", "collect_claims", "load_status", "render_claim_table", "sentence"]
 
 CLAIMS_DIR = Path(__file__).resolve().parent.parent / "claims"
-SOURCES = ("paper", "mini", "pythia")
-# Paper order: Section 3.2, 4.1, 4.2, 4.3, Appendix B, Appendix D; then beyond the paper.
-MODULE_ORDER = (
-    "test_translation_alignment",
-    "test_main_results",
-    "test_failure_analysis",
-    "test_diagnostic_controls",
-    "test_validation",
-    "test_metric_audit",
-    "test_causal_translator",
-)
+DEFAULT_SOURCES = ("paper", "mini", "pythia")
+SNAPSHOT_MODULE = "test_99_snapshots"
 _SYMBOL = {
     "passed": "PASS",
     "failed": "FAIL",
     "skipped": "skip",
     "xfail": "xfail",
     "xpass": "XPASS",
+    "not run": "not run",
 }
+
+
+def sentence(name: str) -> str:
+    """A test name read as a sentence: ``near_0_97`` -> ``near 0.97``."""
+    text = name.removeprefix("test_")
+    text = re.sub(r"(?<!\d)(?<!\d_)(\d+)_(\d{1,2})(?=_|$)", r"\1.\2", text)
+    text = re.sub(r"(?:^|(?<=_))ci(?=_|$)", "CI", text)
+    return text.replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -42,25 +47,102 @@ class Claim:
     @property
     def sentence(self) -> str:
         """The test name read as a sentence."""
-        return self.name.removeprefix("test_").replace("_", " ")
+        return sentence(self.name)
+
+    @property
+    def beyond_the_paper(self) -> bool:
+        return self.section.lower().startswith("beyond the paper")
 
 
 def collect_claims(claims_dir: Path = CLAIMS_DIR) -> list[Claim]:
-    """Claim tests (functions taking ``source``) from the claim modules, in file order."""
+    """Claim tests (functions taking ``source``) in module order (the numbered modules follow
+    the paper; beyond-the-paper modules are numbered last), snapshots excluded."""
     out = []
-    order = {name: i for i, name in enumerate(MODULE_ORDER)}
-    paths = sorted(
-        claims_dir.glob("test_*.py"), key=lambda p: (order.get(p.stem, len(order)), p.stem)
-    )
-    for path in paths:
+    for path in sorted(claims_dir.glob("test_*.py")):
+        if path.stem == SNAPSHOT_MODULE:
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        section = (ast.get_docstring(tree) or "").splitlines()[0] if ast.get_docstring(tree) else ""
+        doc = ast.get_docstring(tree) or ""
+        section = doc.splitlines()[0] if doc else ""
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                if "source" not in [a.arg for a in node.args.args] or "snapshot" in path.name:
+                if "source" not in [a.arg for a in node.args.args]:
                     continue
-                doc = " ".join((ast.get_docstring(node) or "").split())
-                out.append(Claim(path.stem, section, node.name, doc))
+                quote = " ".join((ast.get_docstring(node) or "").split())
+                out.append(Claim(path.stem, section, node.name, quote))
+    return out
+
+
+def _snapshot_names(claims_dir: Path = CLAIMS_DIR) -> list[str]:
+    path = claims_dir / f"{SNAPSHOT_MODULE}.py"
+    if not path.is_file():
+        return []
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
+    ]
+
+
+def load_status(path: str | os.PathLike[str] | None) -> tuple[dict[str, Any], str | None]:
+    """(claims -> source -> entry, latest run) from a status file; ({}, None) when absent.
+
+    A file that is not a status file is a one-line error naming it."""
+    if not path or not Path(path).is_file():
+        return {}, None
+    fix = "delete it and re-run 'pytest claims', or pass the file pytest wrote (--status PATH)"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"claim status file {path} is unreadable ({exc})", fix) from None
+    if not isinstance(data, dict) or not isinstance(data.get("claims", {}), dict):
+        raise HarnessError(f"claim status file {path} is not a status object", fix)
+    claims = {
+        k: {s: e for s, e in v.items() if isinstance(e, dict)}
+        for k, v in data.get("claims", {}).items()
+        if isinstance(v, dict)
+    }
+    latest = data.get("latest_run")
+    return claims, latest if isinstance(latest, str) else None
+
+
+def _cell(entry: dict[str, Any] | None, latest: str | None) -> tuple[str, str]:
+    """(outcome symbol, text) of one claim on one source."""
+    if not entry:
+        return "not run", ""
+    outcome = _SYMBOL.get(str(entry.get("outcome")), str(entry.get("outcome")))
+    measured = str(entry.get("measured") or "")
+    detail = str(entry.get("detail") or "")
+    if outcome == "xfail":
+        text = f"{measured} -- {detail}" if measured else detail
+    elif outcome == "FAIL":
+        text = detail or measured
+    elif outcome == "skip":
+        text = detail
+    else:
+        text = measured
+    if latest and entry.get("run") != latest:
+        text = f"[earlier run {entry.get('run')}] {text}".strip()
+    return outcome, text
+
+
+def _sources(status: dict[str, Any]) -> list[str]:
+    seen = list(DEFAULT_SOURCES)
+    for per_source in status.values():
+        for s in per_source:
+            if s not in seen:
+                seen.append(s)
+    return seen
+
+
+def _unavailable(status: dict[str, Any], sources: list[str]) -> dict[str, str]:
+    """Sources skipped as unavailable on every claim they were asked for, with the reason."""
+    out = {}
+    for s in sources:
+        entries = [v[s] for v in status.values() if s in v]
+        if entries and all(
+            e.get("outcome") == "skipped" and "unavailable" in str(e.get("detail")) for e in entries
+        ):
+            out[s] = str(entries[0].get("detail"))
     return out
 
 
@@ -68,55 +150,68 @@ def render_claim_table(
     status_path: str | os.PathLike[str] | None = None, *, markdown: bool = False
 ) -> str:
     """Render the claim table (plain text, or markdown for the README)."""
-    status: dict[str, dict[str, str]] = {}
-    if status_path and Path(status_path).is_file():
-        status = json.loads(Path(status_path).read_text(encoding="utf-8")).get("claims", {})
+    status, latest = load_status(status_path)
     claims = collect_claims()
-    lines = []
-    counts = {s: {} for s in SOURCES}
+    sources = _sources(status)
+    gone = _unavailable(status, sources)
+    shown = [s for s in sources if s not in gone]
+    snapshot_names = _snapshot_names()
+    lines: list[str] = []
+    counts: dict[str, dict[str, int]] = {s: {} for s in sources}
     for c in claims:
-        for s in SOURCES:
-            outcome = status.get(c.name, {}).get(s, "not run|").split("|", 1)[0]
+        for s in sources:
+            outcome, _ = _cell(status.get(c.name, {}).get(s), latest)
             counts[s][outcome] = counts[s].get(outcome, 0) + 1
     if markdown:
-        lines.append("| # | claim | paper | mini | pythia |")
-        lines.append("|---|---|---|---|---|")
+        lines.append("| # | claim | " + " | ".join(shown) + " |")
+        lines.append("|---|---|" + "---|" * len(shown))
     section = None
     for i, c in enumerate(claims, 1):
-        cells = []
-        for s in SOURCES:
-            raw = status.get(c.name, {}).get(s, "not run|")
-            outcome, _, detail = raw.partition("|")
-            cells.append(_SYMBOL.get(outcome, outcome))
-            if outcome in ("xfail", "failed") and detail and not markdown:
-                cells[-1] += "*"
+        cells = [_cell(status.get(c.name, {}).get(s), latest) for s in shown]
         if markdown:
-            lines.append(f"| {i} | **{c.sentence}** — {c.quote} | " + " | ".join(cells) + " |")
-        else:
-            if c.section != section:
-                section = c.section
-                lines.append(f"\n{section}")
-            lines.append(f"  {i:2d}. {c.sentence:<90.90} " + " ".join(f"{x:>7}" for x in cells))
-    if not markdown:
-        lines.insert(0, f"{'':6}{'claim':<90} {'paper':>7} {'mini':>7} {'pythia':>7}")
-        lines.append("")
-        for s in SOURCES:
-            lines.append(f"{s:>7}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts[s].items())))
-        notes = [(c.name, s, status.get(c.name, {}).get(s, "")) for c in claims for s in SOURCES]
-        finds = [
-            (n, s, v.partition("|")[2]) for n, s, v in notes if v.startswith(("xfail", "failed"))
+            row = [f"{o} {t}".strip().replace("|", "/") for o, t in cells]
+            mark = "*beyond the paper*: " if c.beyond_the_paper else ""
+            lines.append(f"| {i} | {mark}{c.sentence} | " + " | ".join(row) + " |")
+            continue
+        if c.section != section:
+            section = c.section
+            lines.append(f"\n{section}")
+        lines.append(f"  {i:2d}. {c.sentence}")
+        for s, (o, t) in zip(shown, cells, strict=True):
+            lines.append(f"        {s:<8} {o:<7} {t}".rstrip())
+    snap_rows = []
+    for s in shown:
+        entries = [status.get(n, {}).get(s) for n in snapshot_names]
+        ran = [e for e in entries if e]
+        if not ran:
+            snap_rows.append((s, "not run", ""))
+            continue
+        bad = [
+            f"{n.removeprefix('test_')}: {_cell(e, latest)[1]}"
+            for n, e in zip(snapshot_names, entries, strict=True)
+            if e and e.get("outcome") != "passed"
         ]
-        skips = {}
-        for _n, s, v in notes:
-            if v.startswith("skipped") and "unavailable" in v and s not in skips:
-                skips[s] = v.partition("|")[2]
-        for s, why in skips.items():
-            lines.append(f"  {s} skipped: {why}")
-        if finds:
-            lines.append(
-                "\nFindings (claims that do not hold on a source, with the measured numbers):"
-            )
-            lines.extend(f"  - {n} [{s}]: {d}" for n, s, d in finds)
+        outcome = "PASS" if not bad and len(ran) == len(snapshot_names) else "FAIL"
+        if all(e.get("outcome") == "skipped" for e in ran):
+            outcome = "skip"
+        text = f"{len(ran) - len(bad)} of {len(snapshot_names)} unchanged"
+        snap_rows.append((s, outcome, text + (f"; {'; '.join(bad)}" if bad else "")))
+    if markdown:
+        row = [f"{o} {t}".strip().replace("|", "/") for _, o, t in snap_rows]
+        lines.append(
+            "| - | snapshots (summary, comparisons, validation, audit) | " + " | ".join(row) + " |"
+        )
+    else:
+        lines.append("\nSnapshots (summary, comparisons, validation, audit)")
+        for s, o, t in snap_rows:
+            lines.append(f"        {s:<8} {o:<7} {t}".rstrip())
+        lines.append("")
+        for s in shown:
+            lines.append(f"{s:>8}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts[s].items())))
+        for s, why in gone.items():
+            lines.append(f"{s:>8}: every claim skipped -- {why}")
+        if latest:
+            lines.append(f"(run of {latest}; numbers measured in that run)")
         if not status:
             lines.append("\n(no status file yet: run 'pytest claims -n auto' first)")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from harness.io import atomic_write_json, sha256_file
 from harness.protocol import Protocol, load_protocol
 from harness.results import ResultSet
 from harness.tables import ComparisonRow, SummaryRow, compare, summarize
-from harness.validate import ValidationReport, validate
+from harness.validate import ValidationReport, expected_files, validate
 
 __all__ = [
     "SOURCE_NAMES",
@@ -91,8 +91,14 @@ class Source:
 
     @cached_property
     def validation_main(self) -> ValidationReport:
+        """The main grid only (the protocol's conditions and directions): appendix, strict and
+        extension files are not read."""
         return validate(
-            self.result_dirs, self.protocol, include_strict=False, eval_path=self.eval_path
+            self.result_dirs,
+            self.protocol,
+            include_strict=False,
+            eval_path=self.eval_path,
+            only=set(expected_files(self.protocol)),
         )
 
     @cached_property

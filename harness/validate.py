@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,12 @@ def validate(
     *,
     include_strict: bool = False,
     eval_path: str | os.PathLike[str] | None = None,
+    only: Collection[str] | None = None,
 ) -> ValidationReport:
-    """Validate the result files in ``dirs`` against ``protocol``."""
+    """Validate the result files in ``dirs`` against ``protocol``.
+
+    ``only``: file names to consider (e.g. the main grid's); other files are not read.
+    """
     checks: list[Check] = []
     expected = expected_files(protocol, include_strict=include_strict)
     loaded: list[ResultFile] = []
@@ -131,6 +136,8 @@ def validate(
                 f"result directory not found: {p}", "pass a folder of h1_*.json files"
             )
         paths.extend(sorted(p.glob("*.json")))
+    if only is not None:
+        paths = [p for p in paths if p.name in only]
     for path in paths:
         try:
             loaded.append(load_result_file(path))

@@ -94,7 +94,9 @@ def test_the_vendored_artifact_is_found_without_any_path_or_network(
     assert "Apache" in notice
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="no uncompressed reference copy beside the checkout")
+@pytest.mark.skipif(
+    not SHARED.is_dir(), reason="no uncompressed reference copy beside the checkout"
+)
 def test_the_vendored_artifact_decompresses_to_the_reference_copy_byte_for_byte(
     tmp_path: Path,
 ) -> None:

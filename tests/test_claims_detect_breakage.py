@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.audit import label_row
 from tests.helpers import ARTIFACT, needs_artifact
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +73,248 @@ def test_altering_one_prediction_turns_specific_claims_and_snapshots_red(tmp_pat
     } <= failed, out[-3000:]
     # Claims that do not depend on the altered file stay green.
     assert not any("replacement_is_destructive" in f for f in failed), failed
+
+
+def _failed(out: str) -> set[str]:
+    """Names of the failed claim and snapshot tests (``[paper]`` dropped)."""
+    return {
+        line.split("::")[-1].split(" ")[0].removesuffix("[paper]")
+        for line in out.splitlines()
+        if line.startswith("FAILED")
+    }
+
+
+def _edit(root: Path, name: str, change) -> None:
+    """Apply ``change(data)`` to one result file of an artifact copy."""
+    folder = "final_strict_controls" if "strict_matched" in name else "final"
+    target = root / "results" / folder / name
+    data = json.loads(target.read_text())
+    change(data)
+    target.write_text(json.dumps(data))
+
+
+def _set(path: tuple[str, ...], value):
+    def change(data):
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return change
+
+
+def _flip_additive_gains(data) -> None:
+    """Six additive rows that beat no-injection answer wrongly instead (seed 42)."""
+    n = 0
+    for r in data["per_sample"]:
+        if n < 6 and r["gold"].lower() in r["prediction"].lower().split():
+            r["prediction"] = "I do not know."
+            n += 1
+
+
+def _flag_one_row(data) -> None:
+    data["per_sample"][7]["token_ids_match"] = False
+
+
+def _drop_a_row(data) -> None:
+    data["per_sample"] = data["per_sample"][:-1]
+
+
+def _scale_translated_norms(factor: float):
+    def change(data):
+        for r in data["per_sample"]:
+            r["translated_norm_mean"] *= factor
+
+    return change
+
+
+def _copy_baseline_predictions(root: Path):
+    """Make a run answer exactly as no-injection does, sample by sample."""
+    base = json.loads((root / "results/final/h1_no_inject_fwd_deterministic.json").read_text())
+    preds = {r["sample_id"]: r["prediction"] for r in base["per_sample"]}
+
+    def change(data):
+        for r in data["per_sample"]:
+            r["prediction"] = preds[r["sample_id"]]
+
+    return change
+
+
+def _answer_six_more(data) -> None:
+    """Six wrong answers become verbose correct ones (the same rows in both files), after the
+    rows the audit samples from this file (its first 5 legacy-only matches)."""
+    seen, n = 0, 0
+    for r in data["per_sample"]:
+        legacy_only = r["gold"].lower() in r["prediction"].lower()
+        if legacy_only:
+            seen += 1
+        elif seen >= 5 and n < 6:
+            r["prediction"] = f"The answer is {r['gold']} here."
+            n += 1
+    assert n == 6
+
+
+def _mention_to_noise(data) -> None:
+    """The first accidental mention keeps the gold only inside a longer word (substring noise)."""
+    row = next(
+        r
+        for r in data["per_sample"]
+        if label_row(r["prediction"], r["gold"]) == "accidental_mention"
+    )
+    row["prediction"] = re.sub(
+        re.escape(row["gold"]), row["gold"] + "ville", row["prediction"], flags=re.I
+    )
+    assert label_row(row["prediction"], row["gold"]) == "substring_noise"
+
+
+def _self_donor(data) -> None:
+    """One row records itself as its donor; the file's count is left as it was."""
+    row = next(r for r in data["per_sample"] if r["shuffle_donor_idx"] != r["idx"])
+    row["shuffle_donor_idx"] = row["idx"]
+    row["shuffle_self_fallback"] = True
+
+
+REPLACE_FILES = [f"h1_replace_fwd_seed{s}.json" for s in (42, 123, 456)]
+# (what is changed, files, change, the claims that must turn red -- and no others); a change
+# given as a callable of the artifact root is built from the copy (e.g. no-injection's rows).
+MUTATIONS = {
+    "one seed of the full-n shuffle answers as no-injection does": (
+        ["h1_shuffled_translation_fwd_seed42_alpha1p0.json"],
+        _copy_baseline_predictions,
+        {
+            "test_replacement_style_injection_is_destructive_on_every_seed",
+            "test_shuffled_translation_is_destructive_at_the_replacement_level",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+        },
+    ),
+    "same-norm random answers as no-injection does on every seed": (
+        [f"h1_same_norm_random_fwd_seed{s}.json" for s in (42, 123, 456)],
+        _copy_baseline_predictions,
+        {
+            "test_same_norm_random_injection_drops_word_boundary_accuracy_to_zero",
+            "test_replacement_random_and_shuffled_conditions_are_strongly_below_both_baselines",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+        },
+    ),
+    "no-injection and self-injection answer six more questions (baseline above 10%)": (
+        ["h1_no_inject_fwd_deterministic.json", "h1_b_to_b_self_inject_fwd_deterministic.json"],
+        _answer_six_more,
+        {
+            "test_baseline_word_boundary_accuracy_is_below_10_percent",
+            "test_additive_injection_has_a_small_positive_mean_versus_no_injection",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+        },
+    ),
+    "one audited accidental mention becomes substring noise (32/28 instead of 31/29)": (
+        ["h1_best_alpha_fwd_seed42_alpha0p3.json"],
+        _mention_to_noise,
+        {
+            "test_the_audit_finds_31_substring_noise_and_29_accidental_mention_cases",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+            "test_audit_counts_are_unchanged",
+        },
+    ),
+    "a full-n shuffle row is its own donor, the file's count unchanged": (
+        ["h1_shuffled_translation_fwd_seed123_alpha1p0.json"],
+        _self_donor,
+        {"test_full_n_shuffle_self_fallbacks_equal_the_number_of_singleton_buckets"},
+    ),
+    "a strict shuffle row is its own donor, the file's count unchanged": (
+        ["h1_shuffled_translation_strict_matched_fwd_seed456_alpha1p0.json"],
+        _self_donor,
+        {
+            "test_strict_matched_shuffle_drops_singleton_buckets_and_never_falls_back_to_self",
+            # the validator checks the strict invariants row by row too (blocking)
+            "test_validation_with_strict_controls_passes_with_24_of_24_files",
+            "test_validation_report_is_unchanged",
+        },
+    ),
+    "receiver is pythia-1b in one file": (
+        ["h1_additive_fwd_seed42.json"],
+        _set(("models", "model_b"), "EleutherAI/pythia-1b"),
+        {"test_every_result_file_names_the_sender_and_receiver_of_the_protocol"},
+    ),
+    "sender block 6, receiver block 12 in one file": (
+        ["h1_replace_fwd_seed123.json"],
+        lambda d: d["models"].update(layer_a="gpt_neox.layers.6", layer_b="gpt_neox.layers.12"),
+        {"test_injection_sites_are_the_blocks_at_relative_depth_0_67"},
+    ),
+    "relative depth 0.5 in one file": (
+        ["h1_replace_fwd_seed456.json"],
+        _set(("config", "layer_rel"), 0.5),
+        {"test_injection_sites_are_the_blocks_at_relative_depth_0_67"},
+    ),
+    "best alpha 0.9 in one file": (
+        ["h1_best_alpha_fwd_seed42_alpha0p3.json"],
+        _set(("injection", "alpha"), 0.9),
+        {"test_the_best_alpha_blend_uses_the_frozen_historical_alpha_0_30"},
+    ),
+    "additive scale 0.02 in one file": (
+        ["h1_additive_fwd_seed123.json"],
+        _set(("injection", "scale"), 0.02),
+        {"test_additive_injection_adds_0_01_of_the_translated_vector"},
+    ),
+    "one row flags a token mismatch, the file's count still says zero": (
+        ["h1_scale_corrected_fwd_seed42_alpha1p0.json"],
+        _flag_one_row,
+        {
+            "test_sequence_and_token_mismatch_counts_are_zero",
+            "test_main_grid_validation_passes_with_every_expected_file",
+            "test_validation_with_strict_controls_passes_with_24_of_24_files",
+            "test_validation_report_is_unchanged",
+        },
+    ),
+    "an appendix reverse-direction file loses a row": (
+        ["h1_same_norm_random_rev_seed42.json"],
+        _drop_a_row,
+        {
+            "test_appendix_control_files_have_full_rows_the_eval_hash_and_no_mismatches",
+            "test_summary_table_is_unchanged",
+        },
+    ),
+    "six additive gains over no-injection become losses": (
+        ["h1_additive_fwd_seed42.json"],
+        _flip_additive_gains,
+        {
+            "test_additive_injection_has_a_small_positive_mean_versus_no_injection",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+        },
+    ),
+    "translated norms halved (161x: still two orders of magnitude)": (
+        REPLACE_FILES,
+        _scale_translated_norms(0.5),
+        {"test_uncorrected_translated_vectors_have_norm_around_0_85_against_native_68_70"},
+    ),
+    "translated norms divided by 10 (808x)": (
+        REPLACE_FILES,
+        _scale_translated_norms(0.1),
+        {
+            "test_uncorrected_translated_vectors_have_norm_around_0_85_against_native_68_70",
+            "test_the_norm_gap_is_roughly_two_orders_of_magnitude",
+        },
+    ),
+}
+
+
+@needs_artifact
+@pytest.mark.slow
+@pytest.mark.parametrize("mutation", list(MUTATIONS), ids=list(MUTATIONS))
+def test_a_targeted_change_turns_exactly_its_claims_red(mutation: str, tmp_path: Path) -> None:
+    files, change, expected = MUTATIONS[mutation]
+    copy = tmp_path / "artifact"
+    shutil.copytree(ARTIFACT, copy)
+    if change in (_copy_baseline_predictions,):
+        change = change(copy)
+    for name in files:
+        _edit(copy, name, change)
+    code, out = _run_claims(copy, tmp_path)
+    assert code == 1, out[-3000:]
+    assert _failed(out) == expected, out[-3000:]
 
 
 @needs_artifact

@@ -1,0 +1,206 @@
+"""Section 3.1 -- The frozen protocol: the pair, the injection site, the strengths and the seeds.
+
+Each claim reads the values from every result file's own ``models``, ``config`` and
+``injection`` records, never from the protocol TOML. For a source that follows the paper's
+protocol (``paper``, ``pythia``) the expected values are the paper's own words, quoted below;
+for any other source (``mini``, a protocol file) they are that protocol's equivalents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from claims._util import need
+from harness.conditions import get_condition
+from harness.results import ResultFile
+from harness.sources import Source
+
+# Section 3.1 and Appendix A, Table 2.
+PAPER_SENDER = "EleutherAI/pythia-160m"
+PAPER_RECEIVER = "EleutherAI/pythia-410m"
+PAPER_DEPTH = 0.67
+PAPER_LAYERS = ("gpt_neox.layers.8", "gpt_neox.layers.16")
+PAPER_ADDITIVE_SCALE = 0.01
+PAPER_SCALE_CORRECTED_ALPHA = 1.0
+PAPER_BEST_ALPHA = 0.30
+PAPER_SEEDS = (42, 123, 456)
+
+
+@dataclass(frozen=True)
+class Expected:
+    sender: str
+    receiver: str
+    depth: float
+    layers: tuple[str, str] | None  # None: resolved from the model folders' configs
+    additive_scale: float
+    scale_corrected_alpha: float
+    best_alpha: float
+    seeds: tuple[int, ...]
+    origin: str
+
+
+def expected(source: Source) -> Expected:
+    p = source.protocol
+    if p.name == "paper":
+        return Expected(
+            PAPER_SENDER,
+            PAPER_RECEIVER,
+            PAPER_DEPTH,
+            PAPER_LAYERS,
+            PAPER_ADDITIVE_SCALE,
+            PAPER_SCALE_CORRECTED_ALPHA,
+            PAPER_BEST_ALPHA,
+            PAPER_SEEDS,
+            "the paper",
+        )
+    return Expected(
+        p.models.sender,
+        p.models.receiver,
+        p.models.relative_depth,
+        _layers_from_configs(source),
+        p.injection.additive_scale,
+        p.injection.scale_corrected_alpha,
+        p.injection.best_alpha,
+        tuple(p.run.seeds),
+        f"protocol {p.name}",
+    )
+
+
+def _layers_from_configs(source: Source) -> tuple[str, str] | None:
+    """floor(depth x layers) of each local model folder (GPT-NeoX naming), or None for hub ids."""
+    names = []
+    for model in (source.protocol.models.sender, source.protocol.models.receiver):
+        cfg = source.protocol.resolve_path(model) / "config.json"
+        if not cfg.is_file():
+            return None
+        data = json.loads(Path(cfg).read_text(encoding="utf-8"))
+        n = data.get("num_hidden_layers") or data.get("n_layer")
+        idx = math.floor(source.protocol.models.relative_depth * n + 1e-9)
+        names.append(f"gpt_neox.layers.{idx}")
+    return names[0], names[1]
+
+
+def _sides(f: ResultFile) -> tuple[str, str, str | None, str | None]:
+    """(sender, receiver, sender block, receiver block) as the file records them."""
+    m = f.models
+    return m["model_a"], m["model_b"], m.get("layer_a"), m.get("layer_b")
+
+
+def _want(want: Expected, f: ResultFile) -> tuple[str, str, tuple[str, str] | None]:
+    """The expected (sender, receiver, blocks) of a file: ``rev`` runs the pair backwards."""
+    if f.direction == "rev":
+        layers = (want.layers[1], want.layers[0]) if want.layers else None
+        return want.receiver, want.sender, layers
+    return want.sender, want.receiver, want.layers
+
+
+def test_every_result_file_names_the_sender_and_receiver_of_the_protocol(
+    source: Source, measured
+) -> None:
+    """ "The primary direction is Pythia-160M to Pythia-410M." (Section 3.1) -- every file's
+    receiver, and the sender of every file whose injected states or relay come from it (the
+    controls name their own state source: the receiver itself, random or zero vectors);
+    ``rev`` appendix files run the same pair the other way round."""
+    want = expected(source)
+    bad, pairs = [], set()
+    for f in source.results:
+        sender, receiver = _sides(f)[:2]
+        w_sender, w_receiver, _ = _want(want, f)
+        from_sender = get_condition(f.condition).uses_translator or f.condition == "nl_relay"
+        pairs.add(f"{f.direction}: {sender if from_sender else '(control)'} -> {receiver}")
+        if receiver != w_receiver or (from_sender and sender != w_sender):
+            bad.append(f"{f.name}: {sender} -> {receiver}")
+    msg = measured(f"{len(source.results)} files; {sorted(pairs)}")
+    assert not bad, f"{msg}; expected {want.sender} -> {want.receiver}; wrong: {bad[:4]}"
+
+
+def test_injection_sites_are_the_blocks_at_relative_depth_0_67(source: Source, measured) -> None:
+    """ "The injection depth is fixed at relative depth 0.67, corresponding to sender layer
+    gpt_neox.layers.8 and receiver layer gpt_neox.layers.16." (Section 3.1) -- every file's
+    relative depth and receiver block, and the sender block wherever states come from the
+    sender."""
+    want = expected(source)
+    depths = sorted({f.config.get("layer_rel") for f in source.results}, key=str)
+    sites, bad = set(), []
+    for f in source.results:
+        s_layer, r_layer = _sides(f)[2:]
+        translated = get_condition(f.condition).uses_translator
+        injected = get_condition(f.condition).sequence_level
+        if not injected:  # no-injection and the relay name no block
+            continue
+        sites.add(f"{f.direction}: {s_layer if translated else '(control)'} -> {r_layer}")
+        layers = _want(want, f)[2]
+        if layers is None:
+            layers = (s_layer, r_layer) if f.direction == "fwd" else (r_layer, s_layer)
+        if r_layer != layers[1] or (translated and s_layer != layers[0]):
+            bad.append(f"{f.name}: {s_layer} -> {r_layer}")
+    fwd = {x for x in sites if x.startswith("fwd")}
+    msg = measured(f"relative depth {depths}; blocks {sorted(sites)}")
+    assert depths == [want.depth], f"{msg}; expected {want.depth}"
+    assert not bad, f"{msg}; expected {want.layers}; wrong: {bad[:4]}"
+    if want.layers is None:
+        assert len({x.rsplit(" -> ", 1)[1] for x in fwd}) == 1, msg
+
+
+def _injection_values(source: Source, condition: str, key: str) -> list[object]:
+    need(source, condition)
+    return sorted({f.injection.get(key) for f in source.results.runs(condition)}, key=str)
+
+
+def test_additive_injection_adds_0_01_of_the_translated_vector(source: Source, measured) -> None:
+    """ "Additive: h + 0.01 * t_last" -- the low-strength additive scale of Section 3.3,
+    serialised as ``injection.scale`` in every additive file."""
+    want = expected(source).additive_scale
+    got = _injection_values(source, "additive", "scale")
+    msg = measured(f"additive scale {got} (expected {want})")
+    assert got == [want], msg
+
+
+def test_scale_corrected_replacement_and_the_shuffles_use_alpha_1_0(
+    source: Source, measured
+) -> None:
+    """Scale-corrected replacement ``h <- alpha * normalize(t) * ||h|| + (1 - alpha) * h`` with
+    alpha 1.0 (Appendix A, Table 2); the shuffled controls are scale-corrected the same way."""
+    want = expected(source).scale_corrected_alpha
+    conds = ("scale_corrected", "shuffled_translation", "shuffled_translation_strict_matched")
+    got = {c: _injection_values(source, c, "alpha") for c in conds if c in source.summary}
+    need(source, "scale_corrected")
+    msg = measured(f"alpha per condition {got} (expected {want})")
+    assert all(v == [want] for v in got.values()), msg
+
+
+def test_the_best_alpha_blend_uses_the_frozen_historical_alpha_0_30(
+    source: Source, measured
+) -> None:
+    """ "The best-alpha condition uses alpha = 0.30 from a historical pilot that predates the
+    clean-eval final rerun." (Section 5)"""
+    want = expected(source).best_alpha
+    got = _injection_values(source, "best_alpha", "alpha")
+    msg = measured(f"best_alpha alpha {got} (expected {want})")
+    assert got == [pytest.approx(want)], msg
+
+
+def test_seed_dependent_conditions_ran_once_for_each_of_the_seeds_42_123_and_456(
+    source: Source, measured
+) -> None:
+    """Seed-dependent conditions run under seeds 42, 123 and 456; no-injection, relay and
+    self-injection are deterministic, one file each (Section 3.4, Appendix A)."""
+    want = set(expected(source).seeds)
+    bad = {}
+    for cond in source.results.conditions("fwd"):
+        runs = source.results.runs(cond)
+        seeds = sorted((f.seed for f in runs), key=str)
+        det = all(f.deterministic for f in runs)
+        if (
+            (det and seeds != [None])
+            or (not det and set(seeds) != want)
+            or len(seeds) != len(set(seeds))
+        ):
+            bad[cond] = seeds
+    msg = measured(f"{len(source.results.conditions('fwd'))} conditions; seeds {sorted(want)}")
+    assert not bad, f"{msg}; wrong seeds: {bad}"
