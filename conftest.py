@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from harness.sources import SOURCE_NAMES
+
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -26,9 +28,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "activation-transfer claims")
     group.addoption(
         "--source",
-        default=os.environ.get("HARNESS_SOURCES", "paper,mini,pythia"),
-        help="comma list of result sources: paper, mini, pythia (default: all; "
-        "unavailable ones are skipped with the reason)",
+        default=os.environ.get("HARNESS_SOURCES", ",".join(SOURCE_NAMES)),
+        help="comma list of result sources: registered names (paper, mini, pythia) or paths "
+        "to protocol .toml files (named by their 'name'); default: every registered source; "
+        "unavailable ones are skipped with the reason",
     )
     group.addoption(
         "--artifact",

@@ -12,6 +12,7 @@ tolerance (``harness.tolerance``), the run turns red too, so the two cannot dive
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,10 +21,11 @@ from typing import Any
 import pytest
 
 from harness.devices import resolve_device
-from harness.sources import Source, SourceUnavailable, load_source
+from harness.errors import HarnessError
+from harness.sources import Source, SourceUnavailable, load_source, source_spec
 from harness.tolerance import finding_tolerance
 
-FINDINGS = Path(__file__).with_name("findings.toml")
+FINDINGS = Path(os.environ.get("HARNESS_FINDINGS") or Path(__file__).with_name("findings.toml"))
 _LOADED: dict[str, Source | str] = {}
 
 
@@ -34,10 +36,19 @@ def load_findings(path: Path = FINDINGS) -> dict[str, dict[str, dict[str, Any]]]
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
+def source_name(token: str) -> str:
+    """The name a ``--source`` token runs under: a registered name, or a TOML's ``name``."""
+    try:
+        return source_spec(token).name
+    except (SourceUnavailable, HarnessError):
+        return Path(token).stem
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "source" in metafunc.fixturenames:
-        names = [s.strip() for s in metafunc.config.getoption("--source").split(",") if s.strip()]
-        metafunc.parametrize("source", names, indirect=True, ids=names, scope="session")
+        tokens = [s.strip() for s in metafunc.config.getoption("--source").split(",") if s.strip()]
+        ids = [source_name(t) for t in tokens]
+        metafunc.parametrize("source", tokens, indirect=True, ids=ids, scope="session")
 
 
 def _finding(item: pytest.Item) -> dict[str, Any] | None:
@@ -45,7 +56,7 @@ def _finding(item: pytest.Item) -> dict[str, Any] | None:
     if callspec is None or "source" not in callspec.params:
         return None
     func = getattr(item, "originalname", item.name)
-    return load_findings().get(func, {}).get(callspec.params["source"])
+    return load_findings().get(func, {}).get(source_name(callspec.params["source"]))
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the xdist_group marks
@@ -56,7 +67,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         item.add_marker(pytest.mark.claim)
         # --dist loadgroup keeps a source's claims on one worker (ignored by other schedulers)
-        item.add_marker(pytest.mark.xdist_group(name=callspec.params["source"]))
+        item.add_marker(pytest.mark.xdist_group(name=source_name(callspec.params["source"])))
         finding = _finding(item)
         if finding:
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"finding: {finding['why']}"))
@@ -131,5 +142,5 @@ def source(request: pytest.FixtureRequest) -> Source:
             _LOADED[name] = str(exc)
     got = _LOADED[name]
     if isinstance(got, str):
-        pytest.skip(f"{name} source unavailable: {got}")
+        pytest.skip(f"{source_name(name)} source unavailable: {got}")
     return got

@@ -42,7 +42,9 @@ def _cosines_below_linear(source: Source, condition: str, measured) -> None:
     assert causal and set(causal) <= set(linear), (causal, linear)
     pairs = {s: (round(causal[s], 4), round(linear[s], 4)) for s in sorted(causal)}
     below = sum(1 for c, lin in pairs.values() if c < lin)
-    msg = measured(f"{below} of {len(pairs)} seeds below; seed: (causal, linear) = {pairs}")
+    msg = measured(
+        f"{below} of {len(pairs)} seeds below; seed: (causal, linear) = {pairs}", seeds_below=below
+    )
     assert below == len(pairs), msg
 
 

@@ -27,8 +27,10 @@ from harness.tables import ComparisonRow, SummaryRow, compare, summarize
 from harness.validate import ValidationReport, expected_files, validate
 
 __all__ = [
+    "REGISTRY",
     "SOURCE_NAMES",
     "Source",
+    "SourceSpec",
     "SourceUnavailable",
     "cache_root",
     "cached_results",
@@ -36,13 +38,14 @@ __all__ = [
     "load_source",
     "mini_available",
     "pythia_weights_problem",
+    "source_spec",
     "weights_fingerprint",
+    "weights_problem",
 ]
 
 log = logging.getLogger(__name__)
 SOURCE_NAMES = ("paper", "mini", "pythia")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
-MINI_MODELS = _REPO_ROOT / "harness" / "mini" / "models"
 
 
 class SourceUnavailable(Exception):
@@ -128,14 +131,56 @@ class Source:
         return [seen[k] for k in sorted(seen, key=str)]
 
 
+@dataclass(frozen=True)
+class SourceSpec:
+    """One row of the source registry.
+
+    name: the source's name (claims ids, findings keys, cache folder).
+    kind: ``artifact`` (the paper's published result files) or ``runner`` (our runner on the
+        protocol's model pair, computed once per protocol hash into the cache).
+    protocol: a protocol name under ``protocols/`` or a path to a TOML file.
+    """
+
+    name: str
+    kind: str
+    protocol: str
+
+
+REGISTRY: dict[str, SourceSpec] = {
+    s.name: s
+    for s in (
+        SourceSpec("paper", "artifact", "paper"),
+        SourceSpec("mini", "runner", "mini"),
+        SourceSpec("pythia", "runner", "paper"),
+    )
+}
+SOURCE_NAMES = tuple(REGISTRY)
+
+
+def source_spec(token: str) -> SourceSpec:
+    """A registered source name, or a protocol TOML path (the source is named by its ``name``)."""
+    if token in REGISTRY:
+        return REGISTRY[token]
+    if token.endswith(".toml") or Path(token).is_file():
+        path = Path(token).expanduser().resolve()
+        if not path.is_file():
+            raise SourceUnavailable(f"protocol file {token} not found")
+        return SourceSpec(load_protocol(path).name, "runner", str(path))
+    raise HarnessError(
+        f"unknown source {token!r}",
+        f"use one of: {', '.join(SOURCE_NAMES)}, or a path to a protocol .toml",
+    )
+
+
 def _paper_source(artifact: str | None) -> Source:
     from harness.artifact import find_artifact
 
     root = find_artifact(artifact)
     if root is None:
         raise SourceUnavailable(
-            "paper artifact not found; run 'python -m harness fetch-artifact "
-            "~/.cache/activation-transfer/paper-artifact' or pass --artifact PATH"
+            "paper artifact not found (vendor/paper-artifact is missing from this checkout); "
+            "restore it with git, or run 'python -m harness fetch-artifact DEST' and pass "
+            "--artifact DEST"
         )
     proto = load_protocol("paper")
     dirs = [root / "results" / "final", root / "results" / "final_strict_controls"]
@@ -150,9 +195,37 @@ def _paper_source(artifact: str | None) -> Source:
 
 def mini_available() -> str | None:
     """None when the mini pair and the runner are present, else the reason."""
-    for which in ("sender", "receiver"):
-        if not (MINI_MODELS / which / "model.safetensors").is_file():
-            return f"mini {which} weights not found at {MINI_MODELS / which}"
+    return weights_problem(load_protocol("mini"))
+
+
+def weights_problem(protocol: Protocol) -> str | None:
+    """None when both models of ``protocol`` load offline (local folders, or the Hugging Face
+    cache) and the runner imports, else a message saying what is missing and how to provide it."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - installed with transformers
+        return "huggingface_hub is not installed"
+    missing = []
+    for model in (protocol.models.sender, protocol.models.receiver):
+        local = protocol.resolve_path(model)
+        if local.is_dir():
+            lacking = [f for f in ("config.json",) if not (local / f).is_file()]
+            if not any(local.glob("*.safetensors")) and not any(local.glob("*.bin")):
+                lacking.append("model.safetensors")
+            if lacking:
+                return f"model folder {local} lacks {', '.join(lacking)}"
+            continue
+        if "/" in model and not model.startswith((".", "/")):
+            hit = try_to_load_from_cache(model, "config.json", revision=protocol.models.revision)
+            if isinstance(hit, str):
+                continue
+        missing.append(model)
+    if missing:
+        return (
+            f"weights not found: {', '.join(missing)} (not a local folder, not in the Hugging "
+            "Face cache); download them where a hub is reachable (huggingface-cli download "
+            f"{' '.join(missing)}), or set HF_HOME to a cache that holds them"
+        )
     try:
         import harness.runner  # noqa: F401
     except ImportError as exc:
@@ -161,25 +234,8 @@ def mini_available() -> str | None:
 
 
 def pythia_weights_problem(protocol: Protocol) -> str | None:
-    """None when both Pythia checkpoints load offline, else a message saying how to provide them."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - installed with transformers
-        return "huggingface_hub is not installed"
-    missing = []
-    for repo in (protocol.models.sender, protocol.models.receiver):
-        if Path(repo).is_dir():
-            continue
-        hit = try_to_load_from_cache(repo, "config.json", revision=protocol.models.revision)
-        if not isinstance(hit, str):
-            missing.append(repo)
-    if missing:
-        return (
-            f"weights not found: {', '.join(missing)} (not in the Hugging Face cache); "
-            "download them where a hub is reachable (huggingface-cli download EleutherAI/pythia-160m "
-            "EleutherAI/pythia-410m), or set HF_HOME to a cache that holds them"
-        )
-    return None
+    """None when both Pythia checkpoints load offline, else how to provide them."""
+    return weights_problem(protocol)
 
 
 def weights_fingerprint(protocol: Protocol) -> str:
@@ -329,31 +385,25 @@ def _runner_compute(
 
 
 def load_source(name: str, *, artifact: str | None = None, device: str = "cpu") -> Source:
-    """Resolve a source by name, or raise :class:`SourceUnavailable` with the reason."""
-    if name == "paper":
+    """Resolve a registered source or a protocol TOML path, or raise
+    :class:`SourceUnavailable` with the reason."""
+    spec = source_spec(name)
+    if spec.kind == "artifact":
         return _paper_source(artifact)
-    if name == "mini":
-        problem = mini_available()
-        if problem:
-            raise SourceUnavailable(problem)
-        proto = load_protocol("mini")
-        eval_path = proto.resolve_path(proto.eval.path)
-        results = cached_results(
-            "mini", proto, _runner_compute(name, proto, device), eval_path=eval_path
-        )
-        return Source("mini", proto, [results], eval_path)
-    if name == "pythia":
-        proto = load_protocol("paper")
-        problem = pythia_weights_problem(proto)
-        if problem:
-            raise SourceUnavailable(problem)
-        try:
-            proto.resolve_path(proto.eval.path, artifact)
-        except HarnessError as exc:  # the eval set lives in the paper artifact
-            raise SourceUnavailable(f"pythia needs the paper's eval set: {exc}") from None
+    proto = load_protocol(spec.protocol)
+    problem = weights_problem(proto)
+    if problem:
+        raise SourceUnavailable(problem)
+    try:
         eval_path = proto.resolve_path(proto.eval.path, artifact)
-        results = cached_results(
-            "pythia", proto, _runner_compute(name, proto, device, artifact), eval_path=eval_path
-        )
-        return Source("pythia", proto, [results], eval_path)
-    raise HarnessError(f"unknown source {name!r}", f"use one of: {', '.join(SOURCE_NAMES)}")
+    except HarnessError as exc:  # e.g. an artifact: path with no artifact
+        raise SourceUnavailable(f"{spec.name} needs its eval set: {exc}") from None
+    if not eval_path.is_file():
+        raise SourceUnavailable(f"{spec.name}: eval set {eval_path} not found")
+    results = cached_results(
+        spec.name,
+        proto,
+        _runner_compute(spec.name, proto, device, artifact),
+        eval_path=eval_path,
+    )
+    return Source(spec.name, proto, [results], eval_path, meta={"protocol": spec.protocol})

@@ -32,16 +32,18 @@ __all__ = [
 
 # Snapshot floats are rounded to 4 decimals; an exact quantity may differ by no more.
 ROUNDING_ABS = 5e-5
-# The largest spread of any proportion of a causal_* condition over the measured variants
-# (tools/portability.py, docs/portability.md).
-TRAINED_MAP_SPREAD = 0.0
-# Tolerance: three times the measured spread, so a machine farther from ours than our
-# variants are from each other still passes, while one flipped prediction of a
-# machine-exact condition (1/396 = 0.0025) still turns the snapshot red.
-TRAINED_MAP_ABS = 0.0
-# The largest spread of a causal_* row's mean gained or lost predictions per run.
-TRAINED_MAP_COUNT_SPREAD = 0.0
-TRAINED_MAP_COUNT_ABS = 0.0
+# The largest spread of any proportion of a causal_* row over the measured machines and
+# variants (docs/portability.md): causal_replace vs the relay, CI upper bound -0.0665 on the
+# machine that wrote the snapshot against -0.0640 here.
+TRAINED_MAP_SPREAD = 0.0025
+# Tolerance: three times the measured spread, so a machine farther from ours than the
+# measured ones are from each other still passes. It applies to causal_* rows only: one
+# flipped prediction of any other condition still turns the snapshot red.
+TRAINED_MAP_ABS = round(3 * TRAINED_MAP_SPREAD, 4)
+# The largest spread of a causal_* row's mean gained or lost predictions per run (the same
+# two machines: 2.6667 vs 3.3333 gained against the relay), and three times it.
+TRAINED_MAP_COUNT_SPREAD = 0.6667
+TRAINED_MAP_COUNT_ABS = round(3 * TRAINED_MAP_COUNT_SPREAD, 4)
 # Snapshot fields that are proportions of samples, and counts per run.
 PROPORTION_FIELDS = ("_mean", "_std", "delta", "ci_low", "ci_high")
 COUNT_FIELDS = ("gained", "lost")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.artifact import find_artifact
@@ -15,3 +17,5 @@ needs_artifact = pytest.mark.skipif(
 FINAL = ARTIFACT / "results" / "final" if ARTIFACT else None
 STRICT = ARTIFACT / "results" / "final_strict_controls" if ARTIFACT else None
 EVAL = ARTIFACT / "data" / "clean_eval.jsonl" if ARTIFACT else None
+
+ROOT = Path(__file__).resolve().parent.parent

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.protocol import load_protocol
 from harness.sources import cached_results, computation_count
-from tests.helpers import EVAL, FINAL, STRICT, needs_artifact
+from tests.helpers import EVAL, FINAL, ROOT, STRICT, needs_artifact
 
 pytestmark = needs_artifact
 
@@ -88,3 +90,59 @@ def test_an_invalid_computation_is_refused_and_not_marked_complete(cache: Path) 
     with pytest.raises(HarnessError, match="fail validation: expected_files_present"):
         cached_results("test", proto, partial, eval_path=EVAL)
     assert not list((cache / "test").glob("*/complete.json"))
+
+
+def _halfdepth(tmp_path: Path, depth: float = 0.5, models: str | None = None) -> Path:
+    """The mini protocol at another relative depth, as a TOML outside the repository."""
+    from harness.protocol import PROTOCOL_DIR
+
+    text = (PROTOCOL_DIR / "mini.toml").read_text(encoding="utf-8")
+    mini = (PROTOCOL_DIR.parent / "harness" / "mini").resolve()
+    text = text.replace('name = "mini"', 'name = "halfdepth"')
+    text = text.replace("relative_depth = 0.67", f"relative_depth = {depth}")
+    text = text.replace("../harness/mini", str(mini))
+    if models:
+        text = text.replace(f"{mini}/models", models)
+    path = tmp_path / "elsewhere" / "halfdepth.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_protocol_file_is_a_source_named_by_its_name(tmp_path: Path) -> None:
+    from harness.sources import REGISTRY, source_spec
+
+    spec = source_spec(str(_halfdepth(tmp_path)))
+    assert (spec.name, spec.kind) == ("halfdepth", "runner")
+    assert {"paper", "mini", "pythia"} <= set(REGISTRY)
+    assert source_spec("mini") == REGISTRY["mini"]
+
+
+def test_a_protocol_file_with_no_weights_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    from harness.sources import SourceUnavailable, load_source
+
+    empty = tmp_path / "models"
+    (empty / "sender").mkdir(parents=True)
+    (empty / "receiver").mkdir(parents=True)
+    with pytest.raises(SourceUnavailable, match=r"lacks config\.json, model\.safetensors"):
+        load_source(str(_halfdepth(tmp_path, models=str(empty))))
+
+
+def test_an_unknown_source_name_is_a_one_line_error() -> None:
+    from harness.sources import source_spec
+
+    with pytest.raises(HarnessError, match="unknown source 'pythai'"):
+        source_spec("pythai")
+
+
+def test_claims_collect_under_the_protocol_file_name(tmp_path: Path) -> None:
+    toml = _halfdepth(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "claims", "--collect-only", "-q", "--source", str(toml)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    ids = {ln.split("[")[-1].rstrip("]") for ln in out.splitlines() if "::" in ln}
+    assert ids == {"halfdepth"}, out[-2000:]

@@ -1,0 +1,94 @@
+"""Snapshot comparison: exact where the quantity is machine-exact, within the declared
+tolerance for maps trained through the receiver, and red on a deliberate change."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from harness import tolerance
+from harness.conditions import CONDITIONS
+from harness.protocol import load_protocol
+from harness.results import ResultSet
+from harness.tables import compare, summarize
+from harness.tolerance import TRAINED_MAP_ABS, compare_within_tolerance, finding_tolerance
+from tests.helpers import FINAL, STRICT, needs_artifact
+
+TRAINED = {n for n, c in CONDITIONS.items() if not c.exact_across_machines}
+
+
+def _rows(stats=None, metrics=None) -> list[dict]:
+    results = ResultSet.from_dirs(FINAL, STRICT)
+    kw = {"stats": stats} if stats else {}
+    rows = [r.to_json() for r in compare(results, directions=("fwd",), **kw)]
+    return json.loads(json.dumps(rows))
+
+
+def test_only_maps_trained_through_the_receiver_are_compared_within_a_tolerance() -> None:
+    assert {"causal_replace", "causal_additive"} == TRAINED
+    assert tolerance.TRAINED_MAP_ABS >= 3 * tolerance.TRAINED_MAP_SPREAD > 0
+    assert tolerance.TRAINED_MAP_COUNT_ABS >= 3 * tolerance.TRAINED_MAP_COUNT_SPREAD > 0
+    # one flipped prediction of a 396-row file moves a proportion by more than the rounding
+    assert tolerance.ROUNDING_ABS < 1 / 396 / 3
+    assert finding_tolerance("exact") == tolerance.ROUNDING_ABS
+    with pytest.raises(ValueError, match="unknown finding tolerance"):
+        finding_tolerance("loose")
+
+
+@needs_artifact
+def test_a_changed_protocol_value_turns_the_comparison_snapshot_red() -> None:
+    stats = load_protocol("paper").stats
+    base = _rows(stats)
+    changed = _rows(dataclasses.replace(stats, bootstrap_resamples=4999))
+    assert compare_within_tolerance(base, base, TRAINED) == []
+    diffs = compare_within_tolerance(changed, base, TRAINED)
+    assert diffs and all("ci_" in d for d in diffs), diffs[:3]
+
+
+@needs_artifact
+def test_a_changed_metric_turns_the_summary_snapshot_red() -> None:
+    results = ResultSet.from_dirs(FINAL, STRICT)
+    base = [r.to_json() for r in summarize(results)]
+    other = [r.to_json() for r in summarize(results, metrics=("exact_match", "legacy_contains"))]
+    assert compare_within_tolerance(other, base, TRAINED)
+
+
+@needs_artifact
+def test_one_altered_prediction_of_a_machine_exact_condition_is_red() -> None:
+    base = _rows()
+    changed = [dict(r) for r in base]
+    row = next(r for r in changed if r["condition"] == "additive")
+    row["delta"] += 1 / 1188
+    (diff,) = compare_within_tolerance(changed, base, TRAINED)
+    assert "additive vs no_inject" in diff and "delta" in diff
+
+
+def _causal_row(**over) -> dict:
+    row = {
+        "condition": "causal_replace",
+        "baseline": "no_inject",
+        "delta": -0.7348,
+        "ci_low": -0.7593,
+        "ci_high": -0.7096,
+        "gained": 0.3333,
+        "lost": 291.3333,
+        "n_pairs": 1188,
+        "mcnemar_p": 0.0,
+    }
+    return {**row, **over}
+
+
+def test_a_trained_map_row_matches_within_the_tolerance_and_not_beyond() -> None:
+    want = [_causal_row()]
+    inside = [_causal_row(delta=-0.7348 + 0.9 * TRAINED_MAP_ABS, mcnemar_p=0.5)]
+    assert compare_within_tolerance(inside, want, TRAINED) == []
+    beyond = [_causal_row(delta=-0.7348 + 1.5 * TRAINED_MAP_ABS)]
+    (diff,) = compare_within_tolerance(beyond, want, TRAINED)
+    assert f"tolerance {TRAINED_MAP_ABS}" in diff
+    # counts and identity stay exact even for trained rows
+    assert compare_within_tolerance([_causal_row(n_pairs=1187)], want, TRAINED)
+    assert compare_within_tolerance(
+        [_causal_row(gained=0.3333 + 2 * tolerance.TRAINED_MAP_COUNT_ABS)], want, TRAINED
+    )
