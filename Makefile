@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 STAMP  := $(VENV)/.installed
 
-.PHONY: install claims test lint format bench clean
+.PHONY: install claims test portability lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n auto
+
+## The runner-backed claims recomputed from an empty cache on an emulated other machine
+## (scalar ATen kernels, SSE4.1 oneDNN, SSE4.2 MKL): snapshots and findings must hold
+portability: install
+	@mkdir -p $(OUT)
+	cache=$$(mktemp -d); \
+	HARNESS_CACHE=$$cache ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 \
+	MKL_ENABLE_INSTRUCTIONS=SSE4_2 $(BIN)/python -m pytest claims --source mini -n 2 \
+	  -p no:cacheprovider --claims-status $(OUT)/claims_status_portability.json; \
+	status=$$?; rm -rf $$cache; exit $$status
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -6,9 +6,9 @@ import statistics
 
 import pytest
 
-from harness.results import ResultFile, ResultSet
+from harness.analysis.results import ResultFile, ResultSet
+from harness.analysis.tables import ComparisonRow, compare
 from harness.sources import Source
-from harness.tables import ComparisonRow, compare
 
 TRANSFER_CONDITIONS = (
     "additive",

@@ -6,7 +6,7 @@ fixture: the text goes to the claim table, the named numbers are compared with t
 finding recorded. Known non-replications are recorded in ``claims/findings.toml`` and applied
 as ``xfail(strict=True)``: if such a claim starts to hold, the run turns red so the finding is
 revisited; if its measured numbers drift from the recorded ones by more than the declared
-tolerance (``harness.tolerance``), the run turns red too, so the two cannot diverge silently.
+tolerance (``harness.analysis.tolerance``), the run turns red too, so the two cannot diverge silently.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 
-from harness.devices import resolve_device
+from harness.analysis.tolerance import finding_tolerance
 from harness.errors import HarnessError
 from harness.sources import Source, SourceUnavailable, load_source, source_spec
-from harness.tolerance import finding_tolerance
 
 FINDINGS = Path(os.environ.get("HARNESS_FINDINGS") or Path(__file__).with_name("findings.toml"))
 _LOADED: dict[str, Source | str] = {}
@@ -136,7 +135,7 @@ def source(request: pytest.FixtureRequest) -> Source:
             _LOADED[name] = load_source(
                 name,
                 artifact=request.config.getoption("--artifact"),
-                device=resolve_device(request.config.getoption("--device")),
+                device=request.config.getoption("--device"),
             )
         except SourceUnavailable as exc:
             _LOADED[name] = str(exc)

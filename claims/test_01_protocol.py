@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from claims._util import need
+from harness.analysis.results import ResultFile
 from harness.conditions import get_condition
-from harness.results import ResultFile
 from harness.sources import Source
 
 # Section 3.1 and Appendix A, Table 2.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from claims._util import ci, ci_values, cmp, need
+from harness.analysis.tables import run_scores
 from harness.sources import Source
-from harness.tables import run_scores
 
 
 def test_self_injection_exactly_matches_no_injection(source: Source, measured) -> None:

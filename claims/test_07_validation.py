@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from harness.analysis.validate import expected_files
 from harness.io import sha256_file
 from harness.sources import Source
-from harness.validate import expected_files
 
 
 def test_main_grid_validation_passes_with_every_expected_file(source: Source, measured) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.audit import label_counts
+from harness.analysis.audit import label_counts
 from harness.sources import Source
 
 

@@ -4,7 +4,7 @@ Section 6 conjectures that useful model-to-model activation communication "likel
 training objective that optimizes receiver-side causal use, not only sender-to-receiver
 representational fit". ``causal_replace`` and ``causal_additive`` inject exactly as ``replace``
 and ``additive`` do, with the same affine map trained through the frozen receiver on its
-answer loss (``harness.causal``, the protocol's ``[causal]`` recipe). The thresholds are the
+answer loss (``harness.model.causal``, the protocol's ``[causal]`` recipe). The thresholds are the
 paper's: a paired 95% CI pooled over seeds entirely above zero. The paper's artifact has no
 such runs, so the ``paper`` source skips these; outcomes on the other sources are reported
 as they are (pass, or a strict xfail with the numbers in ``claims/findings.toml``).

@@ -4,7 +4,7 @@ Accept a deliberate change with ``pytest claims --snapshot-update -p no:xdist`` 
 ``__snapshots__`` diff. Floats are rounded to 4 decimals; paths, timings and devices are
 excluded. Rows of conditions that are exact across machines must match exactly; rows of
 conditions whose map is trained through the receiver are compared within the tolerance that
-``harness.tolerance`` declares from a measured cross-machine spread (printed on failure).
+``harness.analysis.tolerance`` declares from a measured cross-machine spread (printed on failure).
 """
 
 from __future__ import annotations
@@ -17,17 +17,21 @@ from typing import Any
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from harness.audit import label_counts
+from harness.analysis.audit import label_counts
+from harness.analysis.tables import summarize
+from harness.analysis.tolerance import (
+    TRAINED_MAP_ABS,
+    TRAINED_MAP_COUNT_ABS,
+    compare_within_tolerance,
+)
 from harness.conditions import CONDITIONS
 from harness.sources import Source
-from harness.tables import summarize
-from harness.tolerance import TRAINED_MAP_ABS, TRAINED_MAP_COUNT_ABS, compare_within_tolerance
 
 TRAINED = frozenset(n for n, c in CONDITIONS.items() if not c.exact_across_machines)
 TOLERANCE_NOTE = (
     f"rows of {sorted(TRAINED)} compared within {TRAINED_MAP_ABS} (proportions) and "
     f"{TRAINED_MAP_COUNT_ABS} (gained/lost per run), p-values not frozen; all else exact "
-    "(harness/tolerance.py)"
+    "(harness/analysis/tolerance.py)"
 )
 
 

@@ -23,7 +23,7 @@ log = logging.getLogger("harness")
 
 
 def _default_dirs(artifact: str | None) -> list[Path]:
-    from harness.artifact import locate_artifact
+    from harness.analysis.artifact import locate_artifact
 
     root = locate_artifact(artifact)
     return [root / "results" / "final", root / "results" / "final_strict_controls"]
@@ -35,7 +35,7 @@ def _dirs(args: argparse.Namespace) -> list[Path]:
 
 def _results(args: argparse.Namespace):
     """The result set of ``args.dirs``; refuses an empty set or one mixing eval sets/protocols."""
-    from harness.results import ResultSet
+    from harness.analysis.results import ResultSet
 
     rs = ResultSet.from_dirs(*_dirs(args))
     rs.check_consistent()
@@ -71,7 +71,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from harness.tables import summarize
+    from harness.analysis.tables import summarize
 
     rows = summarize(_results(args))
     _print_table(
@@ -98,7 +98,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from harness.tables import compare
+    from harness.analysis.tables import compare
 
     stats = _protocol(args).stats
     if args.tost_low is not None or args.tost_high is not None:
@@ -151,7 +151,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.validate import validate
+    from harness.analysis.validate import validate
 
     proto = _protocol(args)
     eval_path = args.eval
@@ -176,7 +176,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from harness.audit import audit, label_counts
+    from harness.analysis.audit import audit, label_counts
 
     proto = _protocol(args)
     rows = audit(
@@ -195,9 +195,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from harness.audit import audit
-    from harness.figures import write_figures
-    from harness.tables import compare, summarize
+    from harness.analysis.audit import audit
+    from harness.analysis.figures import write_figures
+    from harness.analysis.tables import compare, summarize
 
     proto = _protocol(args)
     rs = _results(args)
@@ -215,7 +215,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from harness.artifact import fetch_artifact, verify_artifact
+    from harness.analysis.artifact import fetch_artifact, verify_artifact
 
     root = (
         fetch_artifact(args.dest, base_url=args.base_url)
@@ -230,14 +230,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from harness.claimtable import render_claim_table
+    from harness.analysis.claimtable import render_claim_table
 
     print(render_claim_table(args.status, markdown=args.markdown))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
+    from harness.analysis.report import write_report
 
     for line in write_report(args.out, artifact=args.artifact, sources=args.source):
         print(line)
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_report)
     sub.add_parser("bench", help="performance ratios (python -m harness bench --help)")
     try:
-        from harness.runner_cli import add_run_parser
+        from harness.run.cli import add_run_parser
     except ImportError:  # the model half is optional for the result-file half
         pass
     else:
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark has its own parser (python -m harness bench --help)
-        from harness.bench import main_bench
+        from harness.tools.bench import main_bench
 
         return main_bench(argv[1:])
     if argv[:1] == ["mini"] and argv[1:2] in (["train"], ["evaluate"]):  # own parsers

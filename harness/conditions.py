@@ -40,7 +40,7 @@ class Condition:
     label: short human name used in tables and figures.
     exact_across_machines: its predictions are the same on every CPU kind, thread count and
         on a GPU (tools/portability.py measures it); False for maps trained through the
-        receiver, whose optimisation amplifies float rounding (harness.tolerance).
+        receiver, whose optimisation amplifies float rounding (harness.analysis.tolerance).
     """
 
     name: str
@@ -86,7 +86,7 @@ CONDITIONS: dict[str, Condition] = {
         ),
         Condition("zero_replacement", "appendix", True, None, False, True, "zero replacement"),
         # Beyond the paper (issue #9): the same injections with a translator trained through
-        # the frozen receiver on its answer loss (harness.causal).
+        # the frozen receiver on its answer loss (harness.model.causal).
         Condition("causal_replace", "extension", False, None, True, True, "causal replace", False),
         Condition(
             "causal_additive", "extension", False, None, True, True, "causal additive", False

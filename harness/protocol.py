@@ -122,7 +122,7 @@ class TranslatorSpec:
 
 @dataclass(frozen=True)
 class CausalSpec:
-    """The causal translator's training recipe (beyond the paper; see harness.causal)."""
+    """The causal translator's training recipe (beyond the paper; see harness.model.causal)."""
 
     lr: float
     weight_decay: float
@@ -192,7 +192,7 @@ class Protocol:
         """Resolve a protocol path: ``artifact:REL`` against the artifact, else the TOML folder."""
         if value.startswith("artifact:"):
             if artifact is None:
-                from harness.artifact import locate_artifact
+                from harness.analysis.artifact import locate_artifact
 
                 artifact = locate_artifact()
             return Path(artifact) / value.removeprefix("artifact:")

@@ -18,13 +18,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from harness.audit import AuditRow, audit
+from harness.analysis.audit import AuditRow, audit
+from harness.analysis.results import ResultSet
+from harness.analysis.tables import ComparisonRow, SummaryRow, compare, summarize
+from harness.analysis.validate import ValidationReport, expected_files, validate
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, sha256_file
 from harness.protocol import Protocol, load_protocol
-from harness.results import ResultSet
-from harness.tables import ComparisonRow, SummaryRow, compare, summarize
-from harness.validate import ValidationReport, expected_files, validate
 
 __all__ = [
     "REGISTRY",
@@ -173,7 +173,7 @@ def source_spec(token: str) -> SourceSpec:
 
 
 def _paper_source(artifact: str | None) -> Source:
-    from harness.artifact import find_artifact
+    from harness.analysis.artifact import find_artifact
 
     root = find_artifact(artifact)
     if root is None:
@@ -227,7 +227,7 @@ def weights_problem(protocol: Protocol) -> str | None:
             f"{' '.join(missing)}), or set HF_HOME to a cache that holds them"
         )
     try:
-        import harness.runner  # noqa: F401
+        import harness.run.runner  # noqa: F401
     except ImportError as exc:
         return f"the runner is not importable ({exc})"
     return None
@@ -362,7 +362,7 @@ def _runner_compute(
     name: str, protocol: Protocol, device: str, artifact: str | None = None
 ) -> Callable[[Path], object]:
     def compute(results: Path) -> object:
-        from harness.runner import run_protocol
+        from harness.run.runner import run_protocol
 
         # The mini pair runs single-threaded: tiny matmuls gain nothing from a second thread,
         # and a fixed thread count makes its results bitwise reproducible (the snapshots rely on
@@ -386,7 +386,11 @@ def _runner_compute(
 
 def load_source(name: str, *, artifact: str | None = None, device: str = "cpu") -> Source:
     """Resolve a registered source or a protocol TOML path, or raise
-    :class:`SourceUnavailable` with the reason."""
+    :class:`SourceUnavailable` with the reason.
+
+    ``device`` (runner sources only): ``cpu``, ``cuda[:N]``, or ``auto`` (this xdist worker's
+    GPU, else the CPU); resolved only when the runner is needed, so the artifact source never
+    imports torch."""
     spec = source_spec(name)
     if spec.kind == "artifact":
         return _paper_source(artifact)
@@ -400,10 +404,12 @@ def load_source(name: str, *, artifact: str | None = None, device: str = "cpu") 
         raise SourceUnavailable(f"{spec.name} needs its eval set: {exc}") from None
     if not eval_path.is_file():
         raise SourceUnavailable(f"{spec.name}: eval set {eval_path} not found")
+    from harness.model.devices import resolve_device
+
     results = cached_results(
         spec.name,
         proto,
-        _runner_compute(spec.name, proto, device, artifact),
+        _runner_compute(spec.name, proto, resolve_device(device), artifact),
         eval_path=eval_path,
     )
     return Source(spec.name, proto, [results], eval_path, meta={"protocol": spec.protocol})

@@ -86,7 +86,7 @@ def tiny_model(seed: int = 0, *, dtype: torch.dtype = torch.float32, **config: A
 
 def greedy_settings(max_new_tokens: int = 8, *, pad_token_id: int = 1) -> Any:
     """The protocols' greedy decoding (repetition penalty 1.3, no repeated 3-grams), no eos."""
-    from harness.generate import GenerationSettings
+    from harness.model.generate import GenerationSettings
 
     return GenerationSettings(
         max_new_tokens=max_new_tokens,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.activations import batches, capture
+from harness.model.activations import batches, capture
 from tests.model_fixtures import greedy_settings, tiny_model
 
 
@@ -36,8 +36,8 @@ def test_capture_returns_states_in_input_order_whatever_the_batching() -> None:
 def test_packed_linears_swap_for_wide_cpu_models_and_restore_exactly(monkeypatch) -> None:
     from torch import nn
 
-    from harness.activations import packed_linears
-    from harness.generate import generate_tokens
+    from harness.model.activations import packed_linears
+    from harness.model.generate import generate_tokens
 
     wide = tiny_model(5, hidden=512, layers=2, heads=8)
     before = [(n, m) for n, m in wide.named_modules() if type(m) is nn.Linear]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifact
-from harness.artifact import ARTIFACT_FILES, fetch_artifact, repo_path, verify_artifact
+from harness.analysis import artifact
+from harness.analysis.artifact import ARTIFACT_FILES, fetch_artifact, repo_path, verify_artifact
 from harness.cli import main
 from harness.errors import HarnessError
 from tests.helpers import ARTIFACT, needs_artifact

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.audit import audit, label_counts, label_row
+from harness.analysis.audit import audit, label_counts, label_row
+from harness.analysis.results import ResultSet
 from harness.protocol import load_protocol
-from harness.results import ResultSet
 from tests.helpers import FINAL, needs_artifact
 
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.bench import generation_matmul_flops, render
 from harness.events import count_events, record
+from harness.tools.bench import generation_matmul_flops, render
 from tests.model_fixtures import tiny_model
 
 
@@ -41,7 +41,7 @@ def test_render_reads_a_report() -> None:
 def test_the_matmul_floor_times_every_weight_at_prefill_and_decode_shapes(monkeypatch) -> None:
     import torch.nn.functional as F
 
-    from harness import bench
+    from harness.tools import bench
 
     model = tiny_model()
     emb = model.get_input_embeddings().weight
@@ -65,7 +65,7 @@ def test_the_matmul_floor_times_every_weight_at_prefill_and_decode_shapes(monkey
 
 
 def test_each_ab_block_mirrors_so_every_variant_sits_at_the_base_mean_time() -> None:
-    from harness.bench import abba_order
+    from harness.tools.bench import abba_order
 
     orders = abba_order("plain", ["replace", "additive"], 3)
     assert len(orders) == 3
@@ -87,7 +87,7 @@ def test_the_ab_ratio_recovers_a_true_cost_under_linear_drift(
 ) -> None:
     """A machine that slows (or speeds up) linearly over the whole run: each run takes
     cost x (start + drift x its position). The block ratio is the true cost ratio."""
-    from harness import bench
+    from harness.tools import bench
 
     costs = {"plain": 1.0, "replace": work, "additive": 1.0}
     clock = iter(range(10_000))
@@ -104,7 +104,7 @@ def test_the_ab_ratio_recovers_a_true_cost_under_linear_drift(
 
 
 def test_one_slow_block_moves_the_median_but_not_out_of_the_interval() -> None:
-    from harness.bench import ratio_summary
+    from harness.tools.bench import ratio_summary
 
     r = ratio_summary([0.99, 1.0, 1.01, 0.80, 1.0, 0.995, 1.005, 1.0])
     assert r["median"] == 1.0 and r["min"] == 0.80
@@ -127,7 +127,7 @@ def _ab_with_clock(bench, work, blocks, timed):
 
 @pytest.fixture(scope="module")
 def small_work():
-    from harness.bench import generation_workload
+    from harness.tools.bench import generation_workload
 
     return generation_workload(batch=4, new_tokens=6, shape="tiny", model=tiny_model(3, layers=3))
 
@@ -148,7 +148,7 @@ def test_generations_in_lockstep_give_the_tokens_each_gives_alone(small_work) ->
     """Advancing a plain and an injected generation in turns changes neither: the plain one
     is not injected by the other's hook, and each equals its own run through the runner's
     path (generate_tokens) and its step generator drained alone."""
-    from harness.bench import lockstep
+    from harness.tools.bench import lockstep
 
     for name in ("replace", "additive"):
         outputs: dict = {}
@@ -179,7 +179,7 @@ def test_generation_steps_refuse_to_run_outside_inference_mode(small_work) -> No
 
 
 def test_the_generation_bench_runs_end_to_end_and_renders(small_work) -> None:
-    from harness.bench import bench_generation
+    from harness.tools.bench import bench_generation
 
     g = bench_generation(
         batch=4,

@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from harness import events
-from harness.activations import capture
-from harness.causal import (
+from harness.analysis.results import load_result_file
+from harness.analysis.validate import validate
+from harness.errors import HarnessError
+from harness.model.activations import capture
+from harness.model.causal import (
     CausalConfig,
     CausalExample,
     _batch,
@@ -19,13 +22,10 @@ from harness.causal import (
     answer_losses,
     fit_causal_translator,
 )
-from harness.errors import HarnessError
-from harness.injection import InjectionSpec, PrefillInjection, pad_sources
+from harness.model.injection import InjectionSpec, PrefillInjection, pad_sources
+from harness.model.translator import fit_translator, load_translator
 from harness.protocol import load_protocol
-from harness.results import load_result_file
-from harness.runner import run_protocol
-from harness.translator import fit_translator, load_translator
-from harness.validate import validate
+from harness.run.runner import run_protocol
 from tests.model_fixtures import build_tiny_experiment, tiny_model
 
 CFG = CausalConfig(
@@ -143,7 +143,7 @@ def test_training_injection_equals_the_runners_prefill_injection(pair, mode) -> 
     with torch.no_grad(), hook:
         train_logits = receiver(input_ids=ids, attention_mask=mask, position_ids=pos).logits
     # inference path: the runner's hook on the left-padded prompts alone
-    from harness.activations import left_pad
+    from harness.model.activations import left_pad
 
     p_ids, p_mask, p_pos = left_pad([e.prompt_ids for e in batch], 1)
     src = pad_sources(translated, p_ids.shape[1])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.audit import label_row
+from harness.analysis.audit import label_row
 from tests.helpers import ARTIFACT, needs_artifact
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness.claimtable import collect_claims, render_claim_table, sentence
+from harness.analysis.claimtable import collect_claims, render_claim_table, sentence
 from harness.errors import HarnessError
 from tests.helpers import ROOT
 
@@ -110,7 +110,7 @@ def test_a_broken_status_file_is_a_one_line_error(tmp_path) -> None:
 def test_every_finding_names_a_claim_and_carries_its_reason_numbers_and_tolerance() -> None:
     import tomllib
 
-    from harness.tolerance import finding_tolerance
+    from harness.analysis.tolerance import finding_tolerance
 
     findings = tomllib.loads((ROOT / "claims" / "findings.toml").read_text(encoding="utf-8"))
     names = {c.name for c in collect_claims()}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.devices import resolve_device, worker_device
+from harness.model.devices import resolve_device, worker_device
 
 
 @pytest.mark.parametrize(

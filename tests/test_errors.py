@@ -22,8 +22,8 @@ import torch
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.io import sha256_file
-from harness.models import block_index, resolve_block
-from harness.translator import Translator, load_translator, save_translator
+from harness.model.models import block_index, resolve_block
+from harness.model.translator import Translator, load_translator, save_translator
 from tests.helpers import ARTIFACT
 from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, write_tiny_protocol
 
@@ -339,7 +339,7 @@ def test_an_unknown_device_or_a_file_as_out_folder_is_one_line(results, tmp_path
 
 
 def test_the_stand_alone_runner_reports_an_os_error_in_one_line(results, tmp_path, capsys):
-    from harness.runner_cli import main as runner_main
+    from harness.run.cli import main as runner_main
 
     proto, _ = results
     (tmp_path / "file").write_text("x")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.analysis.evalset import load_evalset
 from harness.errors import HarnessError
-from harness.evalset import load_evalset
 from tests.helpers import EVAL, needs_artifact
 
 

@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.analysis.evalset import load_evalset
+from harness.analysis.metrics import METRICS, normalize, score
+from harness.analysis.results import ResultSet, load_result_file
+from harness.analysis.stats import mcnemar_exact, percentile_bootstrap_ci, tost_paired
 from harness.errors import HarnessError
-from harness.evalset import load_evalset
-from harness.metrics import METRICS, normalize, score
 from harness.protocol import load_protocol
-from harness.results import ResultSet, load_result_file
-from harness.stats import mcnemar_exact, percentile_bootstrap_ci, tost_paired
 from tests.strategies import any_text, eval_row_fields, json_values
 
 FUZZ = settings(
@@ -174,9 +174,9 @@ def _mutate(data: dict, path: tuple, value) -> None:
 
 def _downstream(folder: Path) -> None:
     """validate, summarize, compare and audit: a report or HarnessError, nothing else."""
-    from harness.audit import audit
-    from harness.tables import compare, summarize
-    from harness.validate import validate
+    from harness.analysis.audit import audit
+    from harness.analysis.tables import compare, summarize
+    from harness.analysis.validate import validate
 
     proto = load_protocol("paper")
     report = validate([folder], proto)

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.generate import (
+from harness.model.generate import (
     GenerationSettings,
     _NgramBan,
     decode_new,
@@ -142,7 +142,7 @@ def test_settings_come_from_the_protocol(tmp_path: Path, tok) -> None:
 def test_the_in_place_kv_cache_matches_the_default_cache_and_never_reallocates(
     model, tok, monkeypatch
 ) -> None:
-    import harness.generate as G
+    import harness.model.generate as G
 
     prompts = [tok(t).input_ids for t in TEXTS]
     settings = _settings(eos=None)
@@ -209,7 +209,7 @@ class _PastKeyValuesModel(torch.nn.Module):
 
 
 def test_generation_speaks_the_past_key_values_convention_of_older_transformers(model, tok):
-    from harness.generate import cache_keyword
+    from harness.model.generate import cache_keyword
 
     old = _PastKeyValuesModel(model)
     assert cache_keyword(model) == "cache" and cache_keyword(old) == "past_key_values"
@@ -220,7 +220,7 @@ def test_generation_speaks_the_past_key_values_convention_of_older_transformers(
 
 def test_a_single_inf_logit_is_caught_and_its_row_named() -> None:
     from harness.errors import HarnessError
-    from harness.generate import _finite
+    from harness.model.generate import _finite
 
     logits = torch.randn(4, 50)
     assert _finite(logits, 3) is logits
@@ -252,8 +252,8 @@ def test_sparse_repetition_penalty_equals_hugging_face_on_real_tokens(
     processor run on that row alone (padding never counts, finished rows add nothing)."""
     from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-    from harness.activations import left_pad
-    from harness.generate import _RepetitionPenalty
+    from harness.model.activations import left_pad
+    from harness.model.generate import _RepetitionPenalty
 
     gen = torch.Generator().manual_seed(seed)
     vocab = 23

@@ -7,10 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.activations import capture, left_pad
 from harness.errors import HarnessError
-from harness.generate import generate_batch
-from harness.injection import (
+from harness.model.activations import capture, left_pad
+from harness.model.generate import generate_batch
+from harness.model.injection import (
     InjectionSpec,
     PrefillInjection,
     apply_injection,

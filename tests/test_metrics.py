@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.metrics import (
+from harness.analysis.metrics import (
     METRICS,
     exact_match,
     first_answer_span,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.activations import capture, left_pad
 from harness.errors import HarnessError
-from harness.models import (
+from harness.model.activations import capture, left_pad
+from harness.model.models import (
     PYTHIA_CONFIGS,
     block_index,
     load_model,

@@ -7,10 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import packing
-from harness.activations import capture
-from harness.generate import generate_tokens
-from harness.packing import _gelu_algorithm, _packed, _PackedLinear, packed_linears, real_rows_only
+from harness.model import packing
+from harness.model.activations import capture
+from harness.model.generate import generate_tokens
+from harness.model.packing import (
+    _gelu_algorithm,
+    _packed,
+    _PackedLinear,
+    packed_linears,
+    real_rows_only,
+)
 from tests.model_fixtures import greedy_settings, tiny_model
 
 pytestmark = pytest.mark.skipif(
@@ -56,7 +62,7 @@ def test_a_tanh_gelu_mlp_is_packed_but_not_fused_and_still_exact_on_real_rows(
     ids = _prompts(6, 2, 9)
     module = model.gpt_neox.layers[1]
     rows = capture(model, module, ids, site="s", pad_id=1)
-    monkeypatch.setattr("harness.activations.real_rows_only", lambda mask: _null())
+    monkeypatch.setattr("harness.model.activations.real_rows_only", lambda mask: _null())
     padded = capture(model, module, ids, site="s", pad_id=1)
     assert all(torch.equal(a, b) for a, b in zip(rows.states, padded.states, strict=True))
 
@@ -83,7 +89,7 @@ def test_packing_fuses_the_mlp_gelu_and_restores_every_module(wide) -> None:
 
 
 def test_real_rows_only_multiplies_only_the_real_positions(wide, monkeypatch) -> None:
-    from harness.activations import left_pad
+    from harness.model.activations import left_pad
 
     ids = _prompts(9, 3, 6, 1, 9)
     calls: list[tuple[int, ...]] = []
@@ -110,8 +116,8 @@ def test_real_rows_only_multiplies_only_the_real_positions(wide, monkeypatch) ->
 def test_real_rows_only_changes_no_generated_token(wide, monkeypatch) -> None:
     ids = _prompts(7, 2, 5, 7, 1, 4)
     with_rows = generate_tokens(wide, ids, SETTINGS, batch_size=3, length_sorted=False)
-    monkeypatch.setattr("harness.generate.real_rows_only", lambda mask: _null())
-    monkeypatch.setattr("harness.activations.real_rows_only", lambda mask: _null())
+    monkeypatch.setattr("harness.model.generate.real_rows_only", lambda mask: _null())
+    monkeypatch.setattr("harness.model.activations.real_rows_only", lambda mask: _null())
     without = generate_tokens(wide, ids, SETTINGS, batch_size=3, length_sorted=False)
     assert with_rows == without
     module = wide.gpt_neox.layers[0]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis.results import ResultSet, load_result_file, result_filename, write_result_file
 from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
 from harness.protocol import load_protocol
-from harness.results import ResultSet, load_result_file, result_filename, write_result_file
 from tests.helpers import FINAL, STRICT, needs_artifact
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import load_result_file
-from harness.runner import run_protocol
+from harness.analysis.results import load_result_file
+from harness.run.runner import run_protocol
 from tests.model_fixtures import (
     build_tiny_experiment,
 )
@@ -136,7 +136,9 @@ def test_processes_sharing_one_folder_fit_each_translator_once_and_agree(
     finally:
         if proc.poll() is None:
             proc.kill()
-    fits = [line for line in log.read_text().splitlines() if "harness.runner: translator " in line]
+    fits = [
+        line for line in log.read_text().splitlines() if "harness.run.runner: translator " in line
+    ]
     fits += [r.getMessage() for r in caplog.records if r.getMessage().startswith("translator ")]
     assert len(fits) == 1, fits  # the other process waited on the lock and loaded it
     assert_no_partial_files(out)
@@ -198,7 +200,7 @@ def test_processes_sharing_jobs_split_the_grid_and_compute_each_artefact_once(
     events = tmp_path / "events.jsonl"
     log = tmp_path / "sub.log"
     code = (
-        "import sys; from harness.runner import run_protocol; "
+        "import sys; from harness.run.runner import run_protocol; "
         "run_protocol(sys.argv[1], sys.argv[2], progress=False, threads=1, share_jobs=True)"
     )
     with open(log, "wb") as fh:
@@ -235,8 +237,8 @@ def test_processes_sharing_jobs_split_the_grid_and_compute_each_artefact_once(
 def test_a_mismatched_activation_cache_file_is_recaptured(tmp_path) -> None:
     import torch
 
-    from harness.activations import Activations
-    from harness.runner import _load_activations, _save_activations
+    from harness.model.activations import Activations
+    from harness.run.runner import _load_activations, _save_activations
 
     ids = [[5, 6, 7], [8, 9]]
     acts = Activations(site="s", states=(torch.ones(3, 4), torch.zeros(2, 4)), token_ids=())

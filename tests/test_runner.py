@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.analysis.results import ResultSet, load_result_file
 from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
 from harness.protocol import load_protocol
-from harness.results import ResultSet, load_result_file
-from harness.runner import plan_jobs, run_protocol
-from harness.runner_cli import main as cli_main
+from harness.run.cli import main as cli_main
+from harness.run.runner import plan_jobs, run_protocol
 from tests.helpers import ARTIFACT, FINAL, STRICT, needs_artifact
 from tests.model_fixtures import (
     EVAL_ROWS,
@@ -220,8 +220,8 @@ def test_plan_counts_the_papers_grid() -> None:
 def test_token_mismatch_refuses_sequence_level_conditions() -> None:
     from types import SimpleNamespace
 
-    from harness.evalset import EvalRow
-    from harness.runner import check_token_match
+    from harness.analysis.evalset import EvalRow
+    from harness.run.runner import check_token_match
 
     rows = [EvalRow("a", "c", "q", "x"), EvalRow("b", "c", "q", "y")]
     d = SimpleNamespace(ids_a=[[1, 2], [3, 4]], ids_b=[[1, 2], [3, 5]])
@@ -286,7 +286,7 @@ def test_paper_protocol_random_init_writes_the_full_grid(tmp_path) -> None:
 
 
 def test_threads_apply_to_the_run_only(tiny_protocol, tmp_path, monkeypatch) -> None:
-    import harness.runner as runner_mod
+    import harness.run.runner as runner_mod
 
     before = torch.get_num_threads()
     seen: list[int] = []
@@ -332,7 +332,7 @@ def test_extension_conditions_run_by_default_and_leave_with_no_extension(
         seen.update(kw)
         return []
 
-    monkeypatch.setattr("harness.runner.run_protocol", fake_run)
+    monkeypatch.setattr("harness.run.runner.run_protocol", fake_run)
     for flags, want in (([], True), (["--no-extension"], False)):
         assert cli_main(["--protocol", str(path), "--out", str(tmp_path / "o"), *flags]) == 0
         assert seen["include_extension"] is want

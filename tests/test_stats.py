@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from harness.stats import label_seed, mcnemar_exact, percentile_bootstrap_ci, tost_paired
+from harness.analysis.stats import label_seed, mcnemar_exact, percentile_bootstrap_ci, tost_paired
 from tests.strategies import deltas
 
 

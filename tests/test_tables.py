@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.results import ResultSet
-from harness.tables import compare, summarize
+from harness.analysis.results import ResultSet
+from harness.analysis.tables import compare, summarize
 from tests.helpers import FINAL, STRICT, needs_artifact
 
 # Table 1 (the published final_summary.md): word-boundary mean, std, legacy mean, std.

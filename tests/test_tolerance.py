@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from harness import tolerance
+from harness.analysis import tolerance
+from harness.analysis.results import ResultSet
+from harness.analysis.tables import compare, summarize
+from harness.analysis.tolerance import TRAINED_MAP_ABS, compare_within_tolerance, finding_tolerance
 from harness.conditions import CONDITIONS
 from harness.protocol import load_protocol
-from harness.results import ResultSet
-from harness.tables import compare, summarize
-from harness.tolerance import TRAINED_MAP_ABS, compare_within_tolerance, finding_tolerance
 from tests.helpers import FINAL, STRICT, needs_artifact
 
 TRAINED = {n for n, c in CONDITIONS.items() if not c.exact_across_machines}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.translator import (
+from harness.model.translator import (
     Translator,
     evaluate_translator,
     fit_translator,

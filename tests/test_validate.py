@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis.validate import expected_files, validate
 from harness.cli import main
 from harness.protocol import load_protocol
-from harness.validate import expected_files, validate
 from tests.helpers import EVAL, FINAL, STRICT, needs_artifact
 
 PAPER = load_protocol("paper")

@@ -11,7 +11,7 @@ MKL's (``MKL_ENABLE_INSTRUCTIONS``) and the thread count stand in for other CPU 
 
 Writes ``<out>/portability.json``: per variant and condition, how many predictions differ
 from the reference and the spread of the word-boundary accuracy and of the paired delta
-vs no-injection. ``harness/tolerance.py`` declares the snapshot tolerance this
+vs no-injection. ``harness/analysis/tolerance.py`` declares the snapshot tolerance this
 measurement justifies.
 """
 
@@ -76,8 +76,8 @@ def run_variant(name: str, out: Path, protocol: str) -> float:
 
 
 def _rows(results, stats) -> dict[tuple, dict]:
-    from harness.tables import compare as paired
-    from harness.tables import summarize
+    from harness.analysis.tables import compare as paired
+    from harness.analysis.tables import summarize
 
     out = {}
     for r in summarize(results):
@@ -88,7 +88,7 @@ def _rows(results, stats) -> dict[tuple, dict]:
 
 
 def _kind(field: str) -> str | None:
-    from harness.tolerance import COUNT_FIELDS, UNFROZEN_FIELDS, _is_proportion
+    from harness.analysis.tolerance import COUNT_FIELDS, UNFROZEN_FIELDS, _is_proportion
 
     if field in UNFROZEN_FIELDS:
         return "p_value"
@@ -102,8 +102,8 @@ def _kind(field: str) -> str | None:
 def compare(out: Path, names: list[str], protocol: str) -> dict:
     """Per condition: predictions differing from the reference, and the largest difference of
     each kind of table number (proportion, count per run, p-value) and translator metric."""
+    from harness.analysis.results import ResultSet
     from harness.protocol import load_protocol
-    from harness.results import ResultSet
 
     stats = load_protocol(protocol).stats
     sets = {n: ResultSet.from_dirs(out / n) for n in names if (out / n).is_dir()}

@@ -2,7 +2,7 @@
 
 Uses the protocol's prompt format and decoding (greedy, repetition penalty 1.3, no-repeat
 3-gram, 64 new tokens), batched ``model.generate`` with left padding, and the primary metric
-``harness.metrics.word_boundary_contains``. Chance is 1 / (distinct same-type entities in the
+``harness.analysis.metrics.word_boundary_contains``. Chance is 1 / (distinct same-type entities in the
 context), averaged over rows.
 
     python -m harness.mini.evaluate            # both models, protocol decoding
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.metrics import word_boundary_contains
+from harness.analysis.metrics import word_boundary_contains
 
 __all__ = ["evaluate_model", "format_report", "load_rows", "main"]
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def load_rows(protocol: Any) -> list[dict[str, Any]]:
     """The mini eval rows (SHA-256 checked against the protocol)."""
-    from harness.evalset import load_evalset
+    from harness.analysis.evalset import load_evalset
 
     es = load_evalset(protocol.resolve_path(protocol.eval.path), protocol.eval.sha256)
     return [

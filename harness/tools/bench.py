@@ -34,7 +34,7 @@ from harness.io import atomic_write_json
 
 __all__ = ["generation_matmul_flops", "main_bench", "matmul_floor", "mm_roofline"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _time(fn: Callable[[], object], repeats: int) -> float:
@@ -84,14 +84,14 @@ def matmul_floor(
     ``prefill_rows`` rows (the padded prompt batch, ``batch x width``; or, where generation
     packs the weights and so multiplies only real prompt positions, their count) and
     ``new_tokens - 1`` decode passes at ``batch`` rows, through ``F.linear`` or the same
-    packed layers (:func:`harness.packing.packed_linears`). This is the
+    packed layers (:func:`harness.model.packing.packed_linears`). This is the
     model's own cost at these shapes on this machine (decode at a few rows is bound by reading
     the weights, not by arithmetic), the ceiling our loop can approach; the square
     ``torch.mm`` roofline is the arithmetic ceiling.
     """
     import torch.nn.functional as F
 
-    from harness.packing import _pack_wanted, _PackedLinear
+    from harness.model.packing import _pack_wanted, _PackedLinear
 
     emb = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
@@ -139,7 +139,7 @@ def matmul_floor(
 
 def _prompt_lengths(k: int) -> list[int]:
     """The paper's receiver prompt lengths (from the artifact when present), first k rows."""
-    from harness.artifact import find_artifact
+    from harness.analysis.artifact import find_artifact
 
     root = find_artifact()
     if root is not None:
@@ -164,7 +164,7 @@ class GenerationWorkload:
     model: torch.nn.Module
     lens: list[int]
     variants: dict[str, Callable[[], object]]  # each returns its new tokens
-    # name -> a generator of the batch's generation steps (harness.generate.generation_steps),
+    # name -> a generator of the batch's generation steps (harness.model.generate.generation_steps),
     # plain or with the injection's hook entered at its first step
     steps: dict[str, Callable[[], Iterator[int]]]
 
@@ -174,15 +174,15 @@ def generation_workload(
 ) -> GenerationWorkload:
     """The work at ``shape`` with random weights (or on ``model`` where given, ``shape`` then
     only labels it): ``batch`` prompts of the paper's lengths, random token ids."""
-    from harness.activations import left_pad
-    from harness.generate import (
+    from harness.model.activations import left_pad
+    from harness.model.generate import (
         GenerationSettings,
         generate_batch,
         generate_tokens,
         generation_steps,
     )
-    from harness.injection import InjectionSpec, PrefillInjection, pad_sources
-    from harness.models import load_model, resolve_block
+    from harness.model.injection import InjectionSpec, PrefillInjection, pad_sources
+    from harness.model.models import load_model, resolve_block
 
     specs = {"replace": InjectionSpec("replace"), "additive": InjectionSpec("additive", scale=0.01)}
     if model is None:
@@ -204,7 +204,7 @@ def generation_workload(
     srcs = [torch.randn(n, dim, generator=gen) for n in lens]
 
     # Our variants go through generate_tokens, the runner's path (the CPU fast path of
-    # harness.packing where it applies; the weights are packed once per model, as in a run,
+    # harness.model.packing where it applies; the weights are packed once per model, as in a run,
     # at the first call).
     def plain() -> list[list[int]]:
         return generate_tokens(model, prompts, settings, batch_size=batch)
@@ -350,7 +350,7 @@ def lockstep(
     context is open, ``base``'s decode forwards also pass through its hook's do-nothing
     branch (a few microseconds per step).
     """
-    from harness.packing import packed_linears
+    from harness.model.packing import packed_linears
 
     live = {base: work.steps[base](), other: work.steps[other]()}
     times: dict[str, list[float]] = {base: [], other: []}
@@ -444,7 +444,7 @@ def bench_generation(
     t = {name: min(times) for name, times in rounds.items()}
     t["per_sample"] = _time(v["per_sample"], 1)
     flops = generation_matmul_flops(model, lens, new_tokens)
-    from harness.packing import _pack_wanted
+    from harness.model.packing import _pack_wanted
 
     # packed models multiply only the real prompt positions at the prefill (real_rows_only)
     rows = sum(lens) if _pack_wanted(model) else batch * max(lens)

@@ -18,11 +18,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness import metrics as M
+from harness.analysis import metrics as M
+from harness.analysis.results import SCHEMA_VERSION, result_filename
 from harness.conditions import CAUSAL_MODES, get_condition
 from harness.errors import HarnessError
 from harness.protocol import Protocol
-from harness.results import SCHEMA_VERSION, result_filename
 
 __all__ = [
     "DETERMINISTIC_REASON",
@@ -304,7 +304,7 @@ def build_result(
 
 
 def _git_hash() -> str | None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -1,7 +1,7 @@
 """``python -m harness run``: run a protocol and write result files (the model half's CLI).
 
 ``add_run_parser(subparsers)`` registers the ``run`` sub-command (``harness.cli`` wires it);
-``python -m harness.runner_cli ...`` runs the same command on its own.
+``python -m harness.run.cli ...`` runs the same command on its own.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 def cmd_run(args: argparse.Namespace) -> int:
     """Handler of ``run``: prints the written files' folder and the wall time."""
     from harness.protocol import load_protocol
-    from harness.runner import run_protocol
+    from harness.run.runner import run_protocol
 
     proto = load_protocol(args.protocol)
     conditions = _list_arg(args.conditions)
@@ -138,8 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m harness.runner_cli --protocol ... --out ...``."""
-    parser = _configure(argparse.ArgumentParser(prog="python -m harness.runner_cli"))
+    """Stand-alone entry: ``python -m harness.run.cli --protocol ... --out ...``."""
+    parser = _configure(argparse.ArgumentParser(prog="python -m harness.run.cli"))
     parser.add_argument("--debug", action="store_true", help="tracebacks and INFO logging")
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -36,7 +36,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 MINI_TOKENIZER_DIR = _REPO_ROOT / "harness" / "mini" / "tokenizer"
 ALLOW_DOWNLOAD_ENV = "HARNESS_ALLOW_DOWNLOAD"
 

@@ -44,7 +44,7 @@ ARTIFACT_REPO = "jaysinailabs/cross-model-activation-transfer"
 ARTIFACT_COMMIT = "6ce8afb1d1e608bb5c919b34aa3f1c7848a0a865"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{ARTIFACT_REPO}/{ARTIFACT_COMMIT}"
 ENV_VAR = "HARNESS_ARTIFACT"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 VENDORED = _REPO_ROOT / "vendor" / "paper-artifact"
 _VERIFIED: dict[tuple[Path, Path], bool] = {}  # (vendored, decompressed) checked this process
 

@@ -9,7 +9,7 @@ tokenizer) and, for translator conditions, ``translator`` (its held-out metrics)
 
 The translator is fitted on the protocol's training split, formatted with the injection
 prompt template, all prompt positions of all prompts in order (the last ``val_frac`` held
-out). Which files a run writes and their exact fields live in :mod:`harness.runner_records`.
+out). Which files a run writes and their exact fields live in :mod:`harness.run.records`.
 """
 
 from __future__ import annotations
@@ -28,36 +28,36 @@ from typing import Any
 import torch
 
 from harness import events
-from harness.activations import Activations, capture, check_finite
+from harness.analysis.evalset import EvalRow, load_evalset
+from harness.analysis.results import load_result_file, write_result_file
 from harness.conditions import CAUSAL_MODES, CONDITIONS, Condition
 from harness.errors import HarnessError
-from harness.evalset import EvalRow, load_evalset
-from harness.generate import GenerationSettings, decode_new, generate_tokens
-from harness.injection import (
+from harness.io import atomic_write_bytes
+from harness.model.activations import Activations, capture, check_finite
+from harness.model.generate import GenerationSettings, decode_new, generate_tokens
+from harness.model.injection import (
     InjectionSpec,
     PrefillInjection,
     pad_sources,
     random_directions,
     shuffle_donors,
 )
-from harness.io import atomic_write_bytes
-from harness.models import ModelPair, load_pair, resolve_block
+from harness.model.models import ModelPair, load_pair, resolve_block
+from harness.model.translator import (
+    CorruptTranslatorError,
+    Translator,
+    fit_translator,
+    load_translator,
+    save_translator,
+)
 from harness.protocol import Protocol, load_protocol
-from harness.results import load_result_file, write_result_file
-from harness.runner_records import (
+from harness.run.records import (
     Job,
     build_result,
     check_resumable,
     check_token_match,
     plan_jobs,
     provenance,
-)
-from harness.translator import (
-    CorruptTranslatorError,
-    Translator,
-    fit_translator,
-    load_translator,
-    save_translator,
 )
 
 __all__ = ["Job", "check_token_match", "plan_jobs", "run_protocol"]
@@ -341,7 +341,7 @@ class _Run:
             return d.translators[(condition, seed)]
         from filelock import FileLock
 
-        from harness.causal import CausalConfig, CausalExample, fit_causal_translator
+        from harness.model.causal import CausalConfig, CausalExample, fit_causal_translator
 
         mode = CAUSAL_MODES[condition]
         linear, _ = self.translator(d, seed)

@@ -10,10 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from harness.audit import AuditRow, label_counts
+from harness.analysis.audit import AuditRow, label_counts
+from harness.analysis.results import ResultSet
+from harness.analysis.tables import ComparisonRow, SummaryRow
 from harness.conditions import CONDITIONS, EXTENSION_CONDITIONS
-from harness.results import ResultSet
-from harness.tables import ComparisonRow, SummaryRow
 
 __all__ = ["write_figures"]
 

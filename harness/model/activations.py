@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.packing import packed_linears, real_rows_only
+from harness.model.packing import packed_linears, real_rows_only
 
 __all__ = [
     "Activations",

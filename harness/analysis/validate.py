@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.evalset import load_evalset
+from harness.analysis.results import ResultFile, load_result_file, result_filename
 from harness.conditions import EXTENSION_CONDITIONS, get_condition
 from harness.errors import HarnessError
-from harness.evalset import load_evalset
 from harness.io import sha256_file
 from harness.protocol import Protocol
-from harness.results import ResultFile, load_result_file, result_filename
 
 __all__ = ["Check", "ValidationReport", "expected_files", "validate"]
 

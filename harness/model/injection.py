@@ -21,8 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from harness.activations import block_output, with_block_output
 from harness.errors import HarnessError
+from harness.model.activations import block_output, with_block_output
 
 __all__ = [
     "InjectionSpec",

@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 
 __all__ = ["Claim", "collect_claims", "load_status", "render_claim_table", "sentence"]
 
-CLAIMS_DIR = Path(__file__).resolve().parent.parent / "claims"
+CLAIMS_DIR = Path(__file__).resolve().parents[2] / "claims"
 DEFAULT_SOURCES = ("paper", "mini", "pythia")
 SNAPSHOT_MODULE = "test_99_snapshots"
 _SYMBOL = {

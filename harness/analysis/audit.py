@@ -13,14 +13,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.metrics import (
+from harness.analysis.metrics import (
     first_answer_span,
     first_span_match,
     legacy_contains,
     normalized_exact_match,
     word_boundary_contains,
 )
-from harness.results import ResultSet
+from harness.analysis.results import ResultSet
 
 __all__ = ["LABELS", "AuditRow", "audit", "label_counts", "label_row"]
 

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from harness.metrics import METRICS, PRIMARY_METRIC
+from harness.analysis.metrics import METRICS, PRIMARY_METRIC
+from harness.analysis.results import ResultFile, ResultSet
+from harness.analysis.stats import label_seed, mcnemar_exact, percentile_bootstrap_ci, tost_paired
 from harness.protocol import StatsSpec
-from harness.results import ResultFile, ResultSet
-from harness.stats import label_seed, mcnemar_exact, percentile_bootstrap_ci, tost_paired
 
 __all__ = [
     "BASELINES",

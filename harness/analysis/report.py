@@ -6,11 +6,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.audit import label_counts
-from harness.figures import write_figures
+from harness.analysis.audit import label_counts
+from harness.analysis.figures import write_figures
+from harness.analysis.tables import summarize
 from harness.io import atomic_write_json
 from harness.sources import SOURCE_NAMES, SourceUnavailable, load_source
-from harness.tables import summarize
 
 __all__ = ["write_report"]
 

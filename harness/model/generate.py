@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.activations import batches, left_pad
 from harness.errors import HarnessError
-from harness.packing import packed_linears, real_rows_only
+from harness.model.activations import batches, left_pad
+from harness.model.packing import packed_linears, real_rows_only
 
 __all__ = [
     "GenerationSettings",
@@ -253,7 +253,7 @@ def generate_batch(
 ) -> list[list[int]]:
     """Greedy-generate new tokens for one batch of prompts; eos ends a row (and is dropped).
 
-    ``injection``: an entered :class:`~harness.injection.PrefillInjection` (or ``None``);
+    ``injection``: an entered :class:`~harness.model.injection.PrefillInjection` (or ``None``);
     without a KV cache it is re-armed before every full-sequence forward.
     """
     steps = generation_steps(model, token_ids, settings, use_cache=use_cache, injection=injection)

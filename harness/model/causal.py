@@ -13,7 +13,7 @@ Parameterisation: ``y = s * (W_s @ standardise(x) + b_s)`` with ``s`` the receiv
 native state norm on the training tokens (a constant), initialised from the seed's linear
 translator, so step 0 injects the linear map's direction at the native scale. ``rank > 0``
 restricts ``W_s`` to rank ``r`` (``A @ B``, initialised from the truncated SVD). The result
-is folded into an ordinary :class:`~harness.translator.Translator` (``y = W x + b``), saved
+is folded into an ordinary :class:`~harness.model.translator.Translator` (``y = W x + b``), saved
 and loaded like the linear one. The held-out prompts (the last ``val_frac`` of the training
 prompts) choose the best step; the reported offline metrics use the linear translator's
 held-out *tokens*, so the two cosines compare like with like.
@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.activations import block_output, capture, left_pad, with_block_output
 from harness.errors import HarnessError
-from harness.injection import InjectionSpec, apply_injection, pad_sources
+from harness.model.activations import block_output, capture, left_pad, with_block_output
+from harness.model.injection import InjectionSpec, apply_injection, pad_sources
+from harness.model.translator import Translator, TranslatorConfig, evaluate_translator, split_tokens
 from harness.protocol import CausalSpec
-from harness.translator import Translator, TranslatorConfig, evaluate_translator, split_tokens
 
 __all__ = ["CausalConfig", "CausalExample", "answer_losses", "fit_causal_translator"]
 

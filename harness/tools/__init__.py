@@ -1,0 +1,1 @@
+"""Tools beside the library: the benchmark (``python -m harness bench``)."""
