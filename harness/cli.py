@@ -97,10 +97,26 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
+    import math
 
+    from harness.analysis.metrics import METRICS
     from harness.analysis.tables import compare
 
     stats = _protocol(args).stats
+    unknown = [m for m in args.metric or [] if m not in METRICS]
+    if unknown:
+        raise HarnessError(f"unknown --metric {unknown[0]!r}", f"use one of: {', '.join(METRICS)}")
+    for name in ("tost_low", "tost_high"):
+        v = getattr(args, name)
+        if v is not None and not math.isfinite(v):
+            raise HarnessError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
+    low = stats.tost_low if args.tost_low is None else args.tost_low
+    high = stats.tost_high if args.tost_high is None else args.tost_high
+    if not low < high:
+        raise HarnessError(
+            f"TOST bounds must satisfy low < high, got [{low}, {high}]",
+            "e.g. --tost-low -0.02 --tost-high 0.02",
+        )
     if args.tost_low is not None or args.tost_high is not None:
         stats = dataclasses.replace(
             stats,

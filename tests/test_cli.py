@@ -100,3 +100,64 @@ def test_bad_directory_is_a_one_line_error(
     assert main(["summarize", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: result directory not found") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--metric", "f1"], "unknown --metric 'f1'"),
+        (["compare", "--tost-low", "0.02", "--tost-high", "-0.02"], "low < high"),
+        (["compare", "--tost-low", "nan"], "must be a finite number"),
+    ],
+)
+def test_bad_compare_options_are_one_line_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("error: ")
+
+
+def _grid_copy(tmp_path):
+    import shutil
+
+    from tests.helpers import FINAL
+
+    d = tmp_path / "grid"
+    shutil.copytree(FINAL, d)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("duplicate", "appear twice"),
+        ("empty", "has no rows"),
+        ("repeat", "repeats 1 sample id"),
+        ("short", "pooled pairs would silently shrink"),
+    ],
+)
+def test_summarize_and_compare_refuse_inputs_that_would_make_a_number_wrong(
+    change: str, message: str, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    d = _grid_copy(tmp_path)
+    target = d / "h1_replace_fwd_seed42.json"
+    data = json.loads(target.read_text())
+    if change == "duplicate":
+        data["per_sample"] = data["per_sample"]
+        (d / "copy_of_replace.json").write_text(json.dumps(data))
+    elif change == "empty":
+        data["per_sample"] = []
+        target.write_text(json.dumps(data))
+    elif change == "repeat":
+        data["per_sample"][1] = data["per_sample"][0]
+        target.write_text(json.dumps(data))
+    else:
+        data["per_sample"] = data["per_sample"][:-3]
+        target.write_text(json.dumps(data))
+    for cmd in ("summarize", "compare"):
+        assert main([cmd, str(d)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

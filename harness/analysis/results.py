@@ -252,6 +252,38 @@ class ResultSet:
                 "no result files (*.json) in the given folders",
                 "pass folders of h1_*.json result files (python -m harness run writes them)",
             )
+        fix = "keep one complete file per run (python -m harness validate lists every problem)"
+        if self.duplicates:
+            a, b = self.duplicates[0]
+            raise HarnessError(
+                f"{len(self.duplicates)} run(s) appear twice: {a.label} in {a.name} and "
+                f"{Path(b.path).name}"
+                + (" (different folders)" if Path(a.path).parent != Path(b.path).parent else ""),
+                fix,
+            )
+        for f in self.files:
+            ids = [r["sample_id"] for r in f.per_sample]
+            if not ids:
+                raise HarnessError(f"{f.name} has no rows (per_sample is empty)", fix)
+            if len(set(ids)) != len(ids):
+                raise HarnessError(f"{f.name} repeats {len(ids) - len(set(ids))} sample id(s)", fix)
+        for direction in self.directions():
+            full = [
+                f
+                for f in self.files
+                if f.direction == direction
+                and CONDITIONS.get(f.condition, None) is not None
+                and CONDITIONS[f.condition].group != "strict"
+            ]
+            sizes = sorted({f.n for f in full})
+            if len(sizes) > 1:
+                common = max(sizes, key=lambda n: sum(1 for f in full if f.n == n))
+                odd = next(f for f in full if f.n != common)
+                raise HarnessError(
+                    f"{odd.name} has {odd.n} rows where the other {direction} files have "
+                    f"{common}: pooled pairs would silently shrink",
+                    fix,
+                )
         for what, value in (
             ("eval hashes (config.clean_eval_hash)", lambda f: f.config.get("clean_eval_hash")),
             ("protocol hashes (provenance.protocol_hash)", _protocol_hash),
