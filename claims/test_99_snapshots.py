@@ -27,6 +27,7 @@ from harness.analysis.tolerance import (
 from harness.conditions import CONDITIONS
 from harness.sources import Source
 
+SNAPSHOTS = Path(__file__).parent / "__snapshots__" / Path(__file__).stem
 TRAINED = frozenset(n for n, c in CONDITIONS.items() if not c.exact_across_machines)
 TOLERANCE_NOTE = (
     f"rows of {sorted(TRAINED)} compared within {TRAINED_MAP_ABS} (proportions) and "
@@ -53,7 +54,18 @@ class TolerantJSONSnapshot(JSONSnapshotExtension):
 
 
 @pytest.fixture
-def snap(snapshot):
+def snap(snapshot, request: pytest.FixtureRequest):
+    """The snapshot of this test and source. A source with no recorded snapshot at all (a new
+    protocol file) is skipped until they are recorded with ``--snapshot-update``; one missing
+    snapshot of a source that has others is a failure."""
+    if (
+        not request.config.option.update_snapshots
+        and not (SNAPSHOTS / f"{request.node.name}.json").is_file()
+    ):
+        pytest.skip(
+            f"no snapshot recorded for {request.node.name}: record one with "
+            "'pytest claims --source ... --snapshot-update -p no:xdist' and commit it"
+        )
     return snapshot.use_extension(TolerantJSONSnapshot)
 
 
@@ -65,9 +77,6 @@ def _round(obj: Any, digits: int = 4) -> Any:
     if isinstance(obj, list | tuple):
         return [_round(v, digits) for v in obj]
     return obj
-
-
-SNAPSHOTS = Path(__file__).parent / "__snapshots__" / Path(__file__).stem
 
 
 def _differences(rows: list[dict[str, Any]], request: pytest.FixtureRequest) -> str:

@@ -1,13 +1,20 @@
-"""The registry of injection conditions: names, groups, determinism and file naming.
+"""The registry of conditions: one object per condition, everything about it in one place.
 
-Torch-free: the result-file half (naming, validation, claims) and the model half (the runner,
-which turns a condition into an injection plan) share this one table.
+A :class:`Condition` carries its metadata (group, determinism, file-name alpha, label), its
+:class:`InjectionPlan` (what it injects, from which states, with which :class:`InjectionSpec`)
+and the record it writes (the ``models`` and ``injection`` blocks of its result file, built
+from the spec that actually ran). The runner interprets plans; validation, tables, figures and
+claims read the metadata. Torch-free.
+
+Adding a condition: one :func:`register` call here, and its name in a protocol's ``[run]``
+lists (``extension_conditions`` for a condition beyond the paper).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 __all__ = [
     "CAUSAL_MODES",
@@ -18,26 +25,84 @@ __all__ = [
     "PRIMARY_CONDITIONS",
     "STRICT_CONDITIONS",
     "Condition",
+    "InjectionPlan",
+    "InjectionSpec",
     "alpha_tag",
     "get_condition",
+    "register",
 ]
 
 Group = Literal["primary", "strict", "appendix", "extension"]
+Mode = Literal["replace", "scale_corrected", "additive"]
+States = Literal["receiver", "zero", "random", "translated"]
 DIRECTIONS = ("fwd", "rev")
 
 
 @dataclass(frozen=True)
+class InjectionSpec:
+    """What happens at the receiver block: the mode plus its alpha or scale.
+
+    ``replace`` h <- s; ``scale_corrected`` h <- alpha * normalize(s) * ||h|| + (1 - alpha) * h;
+    ``additive`` h <- h + scale * s. ``timing`` is when the hook acts: the runner implements
+    the prompt prefill only.
+    """
+
+    mode: Mode
+    alpha: float = 1.0
+    scale: float = 1.0
+    timing: str = "prefill_only"
+
+
+@dataclass(frozen=True)
+class InjectionPlan:
+    """What a condition injects.
+
+    states: whose states are injected: the receiver's own (``receiver``), zero vectors,
+        random directions, or the sender's states through a translator (``translated``).
+    mode: how they enter the receiver block (see :class:`InjectionSpec`).
+    alpha: which protocol alpha a ``scale_corrected`` plan uses.
+    translator: ``linear`` (the fitted translator) or ``causal`` (trained through the
+        receiver on its answer loss, ``harness.model.causal``).
+    last_broadcast: inject the last prompt position's vector at every position (additive).
+    shuffle: ``full`` / ``strict``: each sample receives another sample's translated states
+        of the same prompt length (strict drops singleton lengths instead of falling back).
+    """
+
+    states: States
+    mode: Mode
+    alpha: Literal["scale_corrected", "best_alpha"] | None = None
+    translator: Literal["linear", "causal"] | None = None
+    last_broadcast: bool = False
+    shuffle: Literal["full", "strict"] | None = None
+
+    def spec(self, protocol: Any) -> InjectionSpec:
+        """The :class:`InjectionSpec` this plan runs under ``protocol``'s strengths."""
+        if self.mode == "additive":
+            return InjectionSpec("additive", scale=protocol.injection.additive_scale)
+        if self.mode == "replace":
+            return InjectionSpec("replace")
+        return InjectionSpec("scale_corrected", alpha=protocol.alpha_for(self.alpha))
+
+
+ModelsRecord = Literal["pair", "pair_no_site", "receiver_self", "random_direction", "zero_vector"]
+InjectionRecord = Callable[[InjectionSpec | None, float | None, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Condition:
-    """One experimental condition of the paper.
+    """One experimental condition.
 
     name: the ``condition`` field of a result file.
     group: primary (the 21-file main grid), strict (the 3 strict-matched files), appendix
         (zero replacement), extension (beyond the paper).
     deterministic: one file, no seed (the receiver's input does not depend on a seed).
     alpha: which protocol alpha goes into the file name (``_alpha1p0``), if any.
-    uses_translator: needs a translator fitted on sender -> receiver activations.
-    sequence_level: injects per prompt position, so sender and receiver token ids must match.
     label: short human name used in tables and figures.
+    plan: what it injects (None: no injection; see ``relay``).
+    relay: the receiver reads the sender's natural-language relay instead of the context.
+    models: the layout of the result file's ``models`` block.
+    injection_record: builds the ``injection`` block from the spec that ran, the file-name
+        alpha and the runner's extras (shuffle donors).
     exact_across_machines: its predictions are the same on every CPU kind, thread count and
         on a GPU (tools/portability.py measures it); False for maps trained through the
         receiver, whose optimisation amplifies float rounding (harness.analysis.tolerance).
@@ -47,52 +112,149 @@ class Condition:
     group: Group
     deterministic: bool
     alpha: Literal["scale_corrected", "best_alpha"] | None
-    uses_translator: bool
-    sequence_level: bool
     label: str
+    plan: InjectionPlan | None
+    injection_record: InjectionRecord = field(repr=False)
+    relay: bool = False
+    models: ModelsRecord = "pair"
     exact_across_machines: bool = True
 
+    @property
+    def uses_translator(self) -> bool:
+        """Needs a translator fitted on sender -> receiver activations."""
+        return self.plan is not None and self.plan.states == "translated"
 
-CONDITIONS: dict[str, Condition] = {
-    c.name: c
-    for c in (
-        Condition("no_inject", "primary", True, None, False, False, "no injection"),
-        Condition("nl_relay", "primary", True, None, False, False, "NL relay"),
-        Condition("additive", "primary", False, None, True, True, "additive"),
-        Condition("replace", "primary", False, None, True, True, "replace"),
-        Condition(
-            "scale_corrected", "primary", False, "scale_corrected", True, True, "scale-corrected"
+    @property
+    def sequence_level(self) -> bool:
+        """Injects per prompt position, so sender and receiver token ids must match."""
+        return self.plan is not None
+
+    @property
+    def translator_kind(self) -> str | None:
+        return self.plan.translator if self.plan is not None else None
+
+
+# -- the records each condition writes (field names and order as in the published files) ---
+def _no_injection(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+    return {"mode": "none"}
+
+
+def _natural_language(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+    return {"mode": "natural_language"}
+
+
+def _sourced(source: str, *, with_alpha: bool = False) -> InjectionRecord:
+    """A control whose injected states name their source (receiver, zero, random)."""
+
+    def record(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+        assert spec is not None
+        mode = "replace_scale_corrected" if spec.mode == "scale_corrected" else spec.mode
+        out = {"mode": mode, "timing": spec.timing, "source": source}
+        if with_alpha:
+            out["alpha"] = spec.alpha
+        return out
+
+    return record
+
+
+def _translated(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+    assert spec is not None
+    mode = "replace_scale_corrected" if spec.mode == "scale_corrected" else spec.mode
+    out: dict[str, Any] = {
+        "mode": mode,
+        "timing": spec.timing,
+        "scale": spec.scale if spec.mode == "additive" else None,
+        "alpha": alpha,
+        "shuffle_injection_mode": None,
+    }
+    if "donors" in extra:
+        strict = bool(extra.get("strict"))
+        out["shuffle_injection_mode"] = mode.removeprefix("replace_")
+        out["strict_matched_subset"] = strict
+        out["shuffle_excluded_singleton_count"] = extra["singletons"] if strict else 0
+    return out
+
+
+def _causal(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+    return {**_translated(spec, None, extra), "translator_objective": "receiver_answer_nll"}
+
+
+CONDITIONS: dict[str, Condition] = {}
+
+
+def register(condition: Condition) -> Condition:
+    """Add a condition to the registry (names are unique)."""
+    if condition.name in CONDITIONS:
+        raise ValueError(f"condition {condition.name!r} is already registered")
+    CONDITIONS[condition.name] = condition
+    return condition
+
+
+_linear = {"states": "translated", "translator": "linear"}
+for _c in (
+    Condition(
+        "no_inject", "primary", True, None, "no injection", None, _no_injection,
+        models="pair_no_site",
+    ),
+    Condition("nl_relay", "primary", True, None, "NL relay", None, _natural_language, relay=True),
+    Condition(
+        "additive", "primary", False, None, "additive",
+        InjectionPlan(mode="additive", last_broadcast=True, **_linear), _translated,
+    ),
+    Condition(
+        "replace", "primary", False, None, "replace",
+        InjectionPlan(mode="replace", **_linear), _translated,
+    ),
+    Condition(
+        "scale_corrected", "primary", False, "scale_corrected", "scale-corrected",
+        InjectionPlan(mode="scale_corrected", alpha="scale_corrected", **_linear), _translated,
+    ),
+    Condition(
+        "best_alpha", "primary", False, "best_alpha", "best alpha",
+        InjectionPlan(mode="scale_corrected", alpha="best_alpha", **_linear), _translated,
+    ),
+    Condition(
+        "b_to_b_self_inject", "primary", True, None, "self-injection",
+        InjectionPlan("receiver", "replace"), _sourced("receiver_self"),
+        models="receiver_self",
+    ),
+    Condition(
+        "same_norm_random", "primary", False, None, "same-norm random",
+        InjectionPlan("random", "scale_corrected", alpha="scale_corrected"),
+        _sourced("random_direction", with_alpha=True), models="random_direction",
+    ),
+    Condition(
+        "shuffled_translation", "primary", False, "scale_corrected", "shuffled (full-n)",
+        InjectionPlan(mode="scale_corrected", alpha="scale_corrected", shuffle="full", **_linear),
+        _translated,
+    ),
+    Condition(
+        "shuffled_translation_strict_matched", "strict", False, "scale_corrected",
+        "shuffled (strict)",
+        InjectionPlan(
+            mode="scale_corrected", alpha="scale_corrected", shuffle="strict", **_linear
         ),
-        Condition("best_alpha", "primary", False, "best_alpha", True, True, "best alpha"),
-        Condition("b_to_b_self_inject", "primary", True, None, False, True, "self-injection"),
-        Condition("same_norm_random", "primary", False, None, False, True, "same-norm random"),
-        Condition(
-            "shuffled_translation",
-            "primary",
-            False,
-            "scale_corrected",
-            True,
-            True,
-            "shuffled (full-n)",
-        ),
-        Condition(
-            "shuffled_translation_strict_matched",
-            "strict",
-            False,
-            "scale_corrected",
-            True,
-            True,
-            "shuffled (strict)",
-        ),
-        Condition("zero_replacement", "appendix", True, None, False, True, "zero replacement"),
-        # Beyond the paper (issue #9): the same injections with a translator trained through
-        # the frozen receiver on its answer loss (harness.model.causal).
-        Condition("causal_replace", "extension", False, None, True, True, "causal replace", False),
-        Condition(
-            "causal_additive", "extension", False, None, True, True, "causal additive", False
-        ),
-    )
-}
+        _translated,
+    ),
+    Condition(
+        "zero_replacement", "appendix", True, None, "zero replacement",
+        InjectionPlan("zero", "replace"), _sourced("zero_vector"), models="zero_vector",
+    ),
+    # Beyond the paper (issue #9): the same injections with a translator trained through the
+    # frozen receiver on its answer loss (harness.model.causal).
+    Condition(
+        "causal_replace", "extension", False, None, "causal replace",
+        InjectionPlan("translated", "replace", translator="causal"), _causal,
+        exact_across_machines=False,
+    ),
+    Condition(
+        "causal_additive", "extension", False, None, "causal additive",
+        InjectionPlan("translated", "additive", translator="causal", last_broadcast=True),
+        _causal,
+        exact_across_machines=False,
+    ),
+):  # fmt: skip
+    register(_c)
 
 PRIMARY_CONDITIONS: tuple[str, ...] = tuple(
     n for n, c in CONDITIONS.items() if c.group == "primary"
@@ -102,7 +264,9 @@ EXTENSION_CONDITIONS: tuple[str, ...] = tuple(
     n for n, c in CONDITIONS.items() if c.group == "extension"
 )
 # Which injection each causal condition trains for and applies.
-CAUSAL_MODES: dict[str, str] = {"causal_replace": "replace", "causal_additive": "additive"}
+CAUSAL_MODES: dict[str, str] = {
+    n: c.plan.mode for n, c in CONDITIONS.items() if c.plan and c.plan.translator == "causal"
+}
 # The paper's main table rows (Section 4.1); the audit slice uses the first six.
 MAIN_TABLE_CONDITIONS: tuple[str, ...] = PRIMARY_CONDITIONS + STRICT_CONDITIONS
 

@@ -26,7 +26,7 @@ __all__ = [
     "CausalSpec",
     "DecodingSpec",
     "EvalSpec",
-    "InjectionSpec",
+    "InjectionSettings",
     "ModelsSpec",
     "PromptSpec",
     "Protocol",
@@ -89,7 +89,7 @@ class DecodingSpec:
 
 
 @dataclass(frozen=True)
-class InjectionSpec:
+class InjectionSettings:
     timing: str
     additive_scale: float
     scale_corrected_alpha: float
@@ -159,7 +159,7 @@ class Protocol:
     eval: EvalSpec
     prompt: PromptSpec
     decoding: DecodingSpec
-    injection: InjectionSpec
+    injection: InjectionSettings
     run: RunSpec
     translator: TranslatorSpec
     causal: CausalSpec
@@ -208,7 +208,7 @@ _SECTIONS: dict[str, type] = {
     "eval": EvalSpec,
     "prompt": PromptSpec,
     "decoding": DecodingSpec,
-    "injection": InjectionSpec,
+    "injection": InjectionSettings,
     "run": RunSpec,
     "translator": TranslatorSpec,
     "causal": CausalSpec,

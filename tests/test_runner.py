@@ -336,3 +336,44 @@ def test_extension_conditions_run_by_default_and_leave_with_no_extension(
     for flags, want in (([], True), (["--no-extension"], False)):
         assert cli_main(["--protocol", str(path), "--out", str(tmp_path / "o"), *flags]) == 0
         assert seen["include_extension"] is want
+
+
+def test_a_condition_registered_in_one_place_runs_end_to_end(
+    tiny_protocol, tmp_path, request: pytest.FixtureRequest
+) -> None:
+    """The README's example: one registration (plus the run's condition list) adds a condition
+    that the runner executes and validation, tables and the record layout pick up."""
+    from harness import conditions
+    from harness.analysis.tables import summarize
+    from harness.conditions import Condition, InjectionPlan
+
+    cond = Condition(
+        "additive_per_position",
+        "extension",
+        False,
+        None,
+        "additive (per position)",
+        InjectionPlan("translated", "additive", translator="linear"),
+        conditions._translated,
+    )
+    conditions.register(cond)
+    request.addfinalizer(lambda: conditions.CONDITIONS.pop(cond.name))
+    out = tmp_path / "out"
+    paths = run_protocol(
+        str(tiny_protocol), out, conditions=["additive_per_position"], seeds=[42], progress=False
+    )
+    (path,) = paths
+    f = load_result_file(path)
+    assert f.condition == "additive_per_position" and f.n == len(EVAL_ROWS)
+    assert f.injection["mode"] == "additive" and f.injection["scale"] == 0.01
+    assert f.models["layer_a"] and f.raw["translator"]["normalized_cosine"] is not None
+    # per-position additive is not the last-position broadcast: the added vectors differ
+    assert f.per_sample[0]["injected_norm_mean"] > 0
+    (row,) = summarize(ResultSet([f]))
+    assert row.condition == "additive_per_position"
+    with pytest.raises(ValueError, match="already registered"):
+        conditions.register(cond)
+
+
+def test_no_registered_condition_is_left_over_from_another_test() -> None:
+    assert "additive_per_position" not in CONDITIONS

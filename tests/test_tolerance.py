@@ -92,3 +92,12 @@ def test_a_trained_map_row_matches_within_the_tolerance_and_not_beyond() -> None
     assert compare_within_tolerance(
         [_causal_row(gained=0.3333 + 2 * tolerance.TRAINED_MAP_COUNT_ABS)], want, TRAINED
     )
+
+
+def test_the_paper_and_mini_snapshots_are_committed() -> None:
+    from tests.helpers import ROOT
+
+    folder = ROOT / "claims" / "__snapshots__" / "test_99_snapshots"
+    for source in ("paper", "mini"):
+        names = sorted(p.name for p in folder.glob(f"*[[]{source}].json"))
+        assert len(names) == 4, (source, names)

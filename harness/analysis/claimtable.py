@@ -126,12 +126,12 @@ def _cell(entry: dict[str, Any] | None, latest: str | None) -> tuple[str, str]:
 
 
 def _sources(status: dict[str, Any]) -> list[str]:
-    seen = list(DEFAULT_SOURCES)
-    for per_source in status.values():
-        for s in per_source:
-            if s not in seen:
-                seen.append(s)
-    return seen
+    """The sources the status file holds (registered ones first); the registry's when empty."""
+    present = {s for per_source in status.values() for s in per_source}
+    if not present:
+        return list(DEFAULT_SOURCES)
+    ordered = [s for s in DEFAULT_SOURCES if s in present]
+    return ordered + sorted(present - set(ordered))
 
 
 def _unavailable(status: dict[str, Any], sources: list[str]) -> dict[str, str]:

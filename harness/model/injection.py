@@ -15,12 +15,12 @@ Modes (``h`` the native block output, ``s`` the source vectors at the same posit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from harness.conditions import InjectionSpec
 from harness.errors import HarnessError
 from harness.model.activations import block_output, with_block_output
 
@@ -35,17 +35,7 @@ __all__ = [
     "shuffle_donors",
 ]
 
-Mode = Literal["replace", "scale_corrected", "additive"]
 _EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class InjectionSpec:
-    """What a condition does at the receiver block: mode plus its alpha or scale."""
-
-    mode: Mode
-    alpha: float = 1.0
-    scale: float = 1.0
 
 
 def scale_correct(source: torch.Tensor, native: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.analysis import metrics as M
 from harness.analysis.results import SCHEMA_VERSION, result_filename
-from harness.conditions import CAUSAL_MODES, get_condition
+from harness.conditions import Condition, InjectionSpec, get_condition
 from harness.errors import HarnessError
 from harness.protocol import Protocol
 
@@ -31,6 +31,7 @@ __all__ = [
     "check_resumable",
     "check_token_match",
     "injection_dict",
+    "models_dict",
     "plan_jobs",
     "provenance",
 ]
@@ -38,14 +39,6 @@ __all__ = [
 DETERMINISTIC_REASON = (
     "greedy decoding with do_sample=false; this condition does not consume a seed-dependent "
     "translation checkpoint or random control."
-)
-_TRANSLATOR_SAMPLE_FIELDS = (
-    "additive",
-    "replace",
-    "scale_corrected",
-    "best_alpha",
-    "causal_replace",
-    "causal_additive",
 )
 
 
@@ -107,75 +100,30 @@ def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def injection_dict(protocol: Any, name: str, alpha: float | None, extra: dict[str, Any]) -> dict:
-    """The ``injection`` block of a condition, as the artifact writes it."""
-    timing = protocol.injection.timing
-    if name == "no_inject":
-        return {"mode": "none"}
-    if name == "nl_relay":
-        return {"mode": "natural_language"}
-    if name == "b_to_b_self_inject":
-        return {"mode": "replace", "timing": timing, "source": "receiver_self"}
-    if name == "zero_replacement":
-        return {"mode": "replace", "timing": timing, "source": "zero_vector"}
-    if name == "same_norm_random":
-        return {
-            "mode": "replace_scale_corrected",
-            "timing": timing,
-            "source": "random_direction",
-            "alpha": protocol.injection.scale_corrected_alpha,
-        }
-    if name in CAUSAL_MODES:
-        mode = CAUSAL_MODES[name]
-        return {
-            "mode": mode,
-            "timing": timing,
-            "scale": protocol.injection.additive_scale if mode == "additive" else None,
-            "alpha": None,
-            "shuffle_injection_mode": None,
-            "translator_objective": "receiver_answer_nll",
-        }
-    mode = {"additive": "additive", "replace": "replace"}.get(name, "replace_scale_corrected")
-    d: dict[str, Any] = {
-        "mode": mode,
-        "timing": timing,
-        "scale": protocol.injection.additive_scale if name == "additive" else None,
-        "alpha": alpha,
-        "shuffle_injection_mode": "scale_corrected" if name.startswith("shuffled") else None,
-    }
-    if name.startswith("shuffled"):
-        strict = bool(extra.get("strict"))
-        d["strict_matched_subset"] = strict
-        d["shuffle_excluded_singleton_count"] = extra["singletons"] if strict else 0
-    return d
+def injection_dict(
+    cond: Condition, spec: InjectionSpec | None, alpha: float | None, extra: dict[str, Any]
+) -> dict:
+    """The ``injection`` block of a result file, from the spec that ran (artifact layout)."""
+    return cond.injection_record(spec, alpha, extra)
 
 
-def _models_dict(name: str, d: Any) -> dict[str, Any]:
-    if name == "b_to_b_self_inject":
+def models_dict(cond: Condition, d: Any) -> dict[str, Any]:
+    """The ``models`` block: who sent the injected states, and at which blocks."""
+    receiver = {"model_b": d.receiver_name, "layer_b": d.site_b}
+    if cond.models == "receiver_self":
         return {
             "model_a": d.receiver_name,
             "model_b": d.receiver_name,
             "layer_a": d.site_b,
             "layer_b": d.site_b,
         }
-    if name == "same_norm_random":
-        return {
-            "model_a": "random_direction",
-            "model_b": d.receiver_name,
-            "layer_a": None,
-            "layer_b": d.site_b,
-        }
-    if name == "zero_replacement":
-        return {
-            "model_a": "zero_vector",
-            "model_b": d.receiver_name,
-            "layer_a": None,
-            "layer_b": d.site_b,
-        }
+    if cond.models in ("random_direction", "zero_vector"):
+        return {"model_a": cond.models, "model_b": receiver["model_b"], "layer_a": None,
+                "layer_b": receiver["layer_b"]}  # fmt: skip
     return {
         "model_a": d.sender_name,
         "model_b": d.receiver_name,
-        "layer_a": None if name == "no_inject" else d.site_a,
+        "layer_a": None if cond.models == "pair_no_site" else d.site_a,
         "layer_b": d.site_b,
     }
 
@@ -183,7 +131,7 @@ def _models_dict(name: str, d: Any) -> dict[str, Any]:
 def build_result(
     protocol: Any,
     job: Any,
-    cond: Any,
+    cond: Condition,
     d: Any,
     rows: Sequence[Any],
     samples: dict[str, Any],
@@ -192,12 +140,15 @@ def build_result(
     eval_sha: str,
     device: str,
     elapsed: float,
+    spec: InjectionSpec | None = None,
 ) -> dict[str, Any]:
-    """Assemble one result file's dictionary (artifact field order, plus our extras)."""
+    """Assemble one result file's dictionary (artifact field order, plus our extras).
+
+    ``spec``: the injection that ran (None for no injection and the relay)."""
     name = cond.name
     alpha = protocol.alpha_for(cond.alpha)
-    translator_like = name in _TRANSLATOR_SAMPLE_FIELDS or name.startswith("shuffled")
-    injected = name not in ("no_inject", "nl_relay")
+    translator_like = cond.uses_translator
+    injected = cond.plan is not None
     donors = extra.get("donors")
     singles = extra.get("singletons", 0)
     strict = bool(extra.get("strict"))
@@ -221,7 +172,7 @@ def build_result(
             if key in row.extra:
                 rec[key] = row.extra[key]
         len_a, len_b = len(d.ids_a[i]), len(d.ids_b[i])
-        if name == "nl_relay":
+        if cond.relay:
             rec["relay"] = samples["relay"][k]
             rec["sender_prompt_len"] = samples["sender_prompt_len"][k]
             rec["prompt_len_b"] = samples["prompt_len_b"][k]
@@ -261,9 +212,7 @@ def build_result(
         "layer_rel": protocol.models.relative_depth,
         "device": device,
         "generation": protocol.decoding.generation_config(),
-        "sender_generation": (
-            protocol.decoding.relay_generation_config() if name == "nl_relay" else None
-        ),
+        "sender_generation": (protocol.decoding.relay_generation_config() if cond.relay else None),
     }
     if donors is not None:
         config["source_clean_eval_n_samples"] = len(rows)
@@ -275,11 +224,11 @@ def build_result(
         "seed": job.seed,
         "deterministic": cond.deterministic,
         "config": config,
-        "models": _models_dict(name, d),
+        "models": models_dict(cond, d),
         "checkpoint": extra.get("checkpoint"),
-        "injection": injection_dict(protocol, name, alpha, extra),
+        "injection": injection_dict(cond, spec, alpha, extra),
     }
-    if name in ("b_to_b_self_inject", "zero_replacement"):
+    if cond.plan is not None and cond.deterministic:
         data["deterministic_reason"] = DETERMINISTIC_REASON
     data["elapsed_sec"] = round(elapsed, 3)
     data["per_sample"] = per_sample

@@ -30,7 +30,7 @@ import torch
 from harness import events
 from harness.analysis.evalset import EvalRow, load_evalset
 from harness.analysis.results import load_result_file, write_result_file
-from harness.conditions import CAUSAL_MODES, CONDITIONS, Condition
+from harness.conditions import CONDITIONS, Condition
 from harness.errors import HarnessError
 from harness.io import atomic_write_bytes
 from harness.model.activations import Activations, capture, check_finite
@@ -343,7 +343,9 @@ class _Run:
 
         from harness.model.causal import CausalConfig, CausalExample, fit_causal_translator
 
-        mode = CAUSAL_MODES[condition]
+        plan = CONDITIONS[condition].plan
+        assert plan is not None and plan.translator == "causal"
+        mode = plan.mode
         linear, _ = self.translator(d, seed)
         key, cache_dir = self._translator_key(d, seed, kind=f"causal_{mode}-")
         base = cache_dir / key
@@ -367,7 +369,7 @@ class _Run:
                     d.module_b,
                     examples,
                     init=linear,
-                    spec=self._spec(condition),
+                    spec=plan.spec(self.p),
                     cfg=CausalConfig(**dataclasses.asdict(self.p.causal)),
                     seed=seed,
                     pad_id=d.settings.pad_token_id,
@@ -389,16 +391,6 @@ class _Run:
         rel = os.path.relpath(base.with_suffix(".safetensors"), self.out)
         d.translators[(condition, seed)] = (tr, rel)
         return d.translators[(condition, seed)]
-
-    def _spec(self, name: str) -> InjectionSpec:
-        """The injection a translator condition applies (causal ones apply their mode's)."""
-        ij = self.p.injection
-        name = CAUSAL_MODES.get(name, name)
-        if name == "additive":
-            return InjectionSpec("additive", scale=ij.additive_scale)
-        if name == "replace":
-            return InjectionSpec("replace")
-        return InjectionSpec("scale_corrected", alpha=self.p.alpha_for(CONDITIONS[name].alpha))
 
     # -- generation ----------------------------------------------------------------------
     def generate(
@@ -448,13 +440,15 @@ class _Run:
         if cond.sequence_level:
             check_token_match(self.rows, d)
         extra: dict[str, Any] = {}
-        if job.condition == "no_inject":
+        spec = None
+        if cond.relay:
+            samples = self._relay(d, bar)
+        elif cond.plan is None:
             preds, _ = self.generate(d.receiver, d.ids_b, d.settings, d.tok_b, bar=bar)
             samples = {"pred": preds, "idx": list(range(len(self.rows)))}
-        elif job.condition == "nl_relay":
-            samples = self._relay(d, bar)
         else:
-            samples, extra = self._inject(cond, job, d, bar)
+            spec = cond.plan.spec(self.p)
+            samples, extra = self._inject(cond, spec, job, d, bar)
         elapsed = time.perf_counter() - t0
         data = build_result(
             self.p,
@@ -467,6 +461,7 @@ class _Run:
             eval_sha=self.eval_sha,
             device=self.device,
             elapsed=elapsed,
+            spec=spec,
         )
         data["provenance"] = provenance(
             self.p,
@@ -503,28 +498,26 @@ class _Run:
         }
 
     def _inject(
-        self, cond: Condition, job: Job, d: _Direction, bar: Any
+        self, cond: Condition, spec: InjectionSpec, job: Job, d: _Direction, bar: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        ij = self.p.injection
+        """Generate with ``cond``'s plan: gather the states it injects, then run ``spec``."""
+        plan = cond.plan
+        assert plan is not None
         n = len(self.rows)
         lengths = [len(t) for t in d.ids_b]
         idx = list(range(n))
         extra: dict[str, Any] = {}
-        name = cond.name
-        if name == "b_to_b_self_inject":
-            spec = InjectionSpec("replace")
+        if plan.states == "receiver":
             sources = list(self.receiver_states(d).states)
-        elif name == "zero_replacement":
-            spec = InjectionSpec("replace")
+        elif plan.states == "zero":
             dim = int(d.receiver.get_input_embeddings().weight.shape[1])
             sources = [torch.zeros(k, dim) for k in lengths]
-        elif name == "same_norm_random":
-            spec = InjectionSpec("scale_corrected", alpha=ij.scale_corrected_alpha)
+        elif plan.states == "random":
             dim = int(d.receiver.get_input_embeddings().weight.shape[1])
             sources = random_directions(lengths, dim, _seed(job))
         else:
-            if name in CAUSAL_MODES:
-                tr, ckpt = self.causal_translator(d, _seed(job), name)
+            if plan.translator == "causal":
+                tr, ckpt = self.causal_translator(d, _seed(job), cond.name)
             else:
                 tr, ckpt = self.translator(d, _seed(job))
             extra["checkpoint"] = ckpt
@@ -543,20 +536,17 @@ class _Run:
                 fix="the translator is numerically broken: delete it from the translator "
                 "cache to refit it, and check the sender activations",
             )
-            spec = self._spec(name)
-            if spec.mode == "additive":
+            if plan.last_broadcast:
                 sources = [t[-1:].expand_as(t) for t in translated]
                 extra["translated"] = translated
-            elif name in ("replace", "causal_replace", "scale_corrected", "best_alpha"):
-                sources = translated
-            elif name.startswith("shuffled_translation"):
-                strict = name == "shuffled_translation_strict_matched"
+            elif plan.shuffle is not None:
+                strict = plan.shuffle == "strict"
                 donors, singles = shuffle_donors(lengths, _seed(job), strict=strict)
                 idx = [i for i in range(n) if donors[i] is not None]
                 sources = [translated[donors[i]] for i in idx]  # type: ignore[index]
                 extra.update(donors=donors, singletons=singles, strict=strict)
-            else:  # pragma: no cover - registry and runner out of sync
-                raise HarnessError(f"the runner does not implement condition {name!r}")
+            else:
+                sources = translated
         ids = [d.ids_b[i] for i in idx]
         preds, stats = self.generate(
             d.receiver, ids, d.settings, d.tok_b, d.module_b, spec, sources, bar=bar
