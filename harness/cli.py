@@ -245,6 +245,17 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate_protocol(args: argparse.Namespace) -> int:
+    from harness.protocol import load_protocol, protocol_problems
+
+    proto = load_protocol(args.protocol, check=False)
+    problems = protocol_problems(proto)
+    for line in problems:
+        print(f"problem: {line}")
+    print(f"{args.protocol}: {len(problems)} problem(s)" if problems else f"{args.protocol}: valid")
+    return 1 if problems else 0
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     from harness.analysis.claimtable import render_claim_table
 
@@ -316,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", help="destination folder")
     p.add_argument("--base-url", help="alternative base URL (mirror) holding the repository layout")
     p.set_defaults(fn=cmd_fetch)
+    p = sub.add_parser(
+        "validate-protocol", help="list every problem of a protocol file (exit 1 if any)"
+    )
+    p.add_argument("protocol", help="paper, mini, or a path to a .toml")
+    p.set_defaults(fn=cmd_validate_protocol)
     p = sub.add_parser("claims", help="print the claim table with the last run's status per source")
     p.add_argument(
         "--status", default="out/claims_status.json", help="status file written by pytest claims"
@@ -347,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # text from models may hold lone surrogates
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if argv[:1] == ["bench"]:  # the benchmark has its own parser (python -m harness bench --help)
         from harness.tools.bench import main_bench
 
@@ -361,4 +380,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    return report_errors(lambda: args.fn(args), debug=args.debug)
+    return report_errors(lambda: _checked(args), debug=args.debug)
+
+
+def _checked(args: argparse.Namespace) -> int:
+    """Check the output paths and input files a command names, then run it."""
+    from harness.io import check_output_dir, check_output_file
+
+    if getattr(args, "json", None):
+        check_output_file(args.json, "--json")
+    if getattr(args, "out", None) and args.fn is not cmd_fetch:
+        check_output_dir(args.out, "--out")
+    if getattr(args, "eval", None) and not Path(args.eval).is_file():
+        raise HarnessError(f"--eval {args.eval}: no such file", "pass the eval JSONL to hash-check")
+    return args.fn(args)

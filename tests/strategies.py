@@ -42,3 +42,40 @@ eval_row_fields = st.fixed_dictionaries(
         "hops": json_values,
     },
 )
+
+# --- protocol mutation (tests/test_protocol_fuzz.py) ---
+# Values a careless edit of a protocol TOML might leave: any type, out-of-range numbers,
+# NaN/inf, templates with stray braces or unknown placeholders, odd lists.
+toml_scalars = (
+    st.booleans()
+    | st.integers(min_value=-(2**40), max_value=2**40)
+    | st.floats(allow_nan=True, allow_infinity=True, width=64)
+    | st.sampled_from(["", "{context}", "{question}", "{relay} {", "}", "{x}", "prefill_only"])
+    | st.text(max_size=12)
+)
+toml_values = toml_scalars | st.lists(
+    st.integers(-5, 500) | st.sampled_from(["fwd", "rev", "no_inject", "additive", "zzz"]),
+    max_size=4,
+)
+
+
+def toml_literal(value: object) -> str:
+    """A TOML literal for the scalars and lists above."""
+    import json
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    raise TypeError(type(value))

@@ -161,3 +161,47 @@ def test_summarize_and_compare_refuse_inputs_that_would_make_a_number_wrong(
         assert main([cmd, str(d)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys) -> None:
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    assert main(["summarize", "--json", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"--json {folder} is a folder" in err and err.count("\n") == 1
+    assert not list(tmp_path.glob(".*.tmp")) and not list(folder.iterdir())
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["figures", "--out", str(blocker / "figs")]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_validate_refuses_a_missing_eval_file(tmp_path, capsys) -> None:
+    assert main(["validate", "--eval", str(tmp_path / "nope.jsonl")]) == 2
+    assert "--eval" in capsys.readouterr().err
+
+
+def test_huge_or_repeated_seeds_are_one_line_errors(tmp_path, capsys) -> None:
+    for seeds in ("99999999999999", "42,42"):
+        code = main(["run", "--protocol", "mini", "--out", str(tmp_path), "--seeds", seeds])
+        err = capsys.readouterr().err
+        assert code == 2 and "--seeds must be unique integers" in err and err.count("\n") == 1
+
+
+def test_a_prediction_with_a_lone_surrogate_prints_and_round_trips(tmp_path, capsys) -> None:
+    import json
+    import shutil
+
+    d = tmp_path / "grid"
+    shutil.copytree(FINAL, d)
+    target = d / "h1_additive_fwd_seed42.json"
+    data = json.loads(target.read_text())
+    row = data["per_sample"][0]
+    row["prediction"] = f"{row['gold']} x\ud800 {row['gold']}s"
+    target.write_text(json.dumps(data))
+    out = tmp_path / "audit.json"
+    assert main(["audit", str(d), "--json", str(out)]) == 0
+    capsys.readouterr()
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    rows = rows if isinstance(rows, list) else rows["rows"]
+    assert any("\ud800" in r["prediction"] for r in rows)

@@ -218,15 +218,15 @@ def test_an_eval_file_with_another_sha256_is_refused(pair, tmp_path, capsys):
         (("[stats]", "[stats"), r"malformed protocol .*tiny\.toml.* -- fix the TOML syntax"),
         (
             ('"no_inject", "nl_relay"', '"no_injection", "nl_relay"'),
-            r"unknown condition 'no_injection' in .* -- use one of",
+            r"run\.conditions has 'no_injection': must be one of .* -- correct the value",
         ),
         (
             ("relative_depth = 0.67", "relative_depth = 1.5"),
-            r"models\.relative_depth = 1\.5 is out of range .* strictly between 0 and 1",
+            r"models\.relative_depth = 1\.5: must be \(0, 1\)",
         ),
         (
             ("relative_depth = 0.67", "relative_depth = 0"),
-            r"models\.relative_depth = 0\.0 is out of range",
+            r"models\.relative_depth = 0\.0: must be \(0, 1\)",
         ),
     ],
     ids=[

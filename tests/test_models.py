@@ -162,3 +162,25 @@ def test_capture_in_batches_matches_capture_one_by_one() -> None:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert batched.concat().shape == (11, 32)
     assert not block._forward_hooks
+
+
+def test_a_local_model_folder_without_config_or_with_truncated_weights_is_named(tmp_path):
+    import shutil
+
+    from harness.errors import HarnessError
+    from harness.model.models import load_model
+    from tests.helpers import ROOT
+
+    src = ROOT / "harness" / "mini" / "models" / "sender"
+    no_cfg = tmp_path / "no_cfg"
+    shutil.copytree(src, no_cfg)
+    (no_cfg / "config.json").unlink()
+    with pytest.raises(HarnessError, match="has no config.json") as err:
+        load_model(str(no_cfg))
+    assert "HARNESS_ALLOW_DOWNLOAD" not in str(err.value)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(src, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(HarnessError, match=r"truncated|could not be loaded|unreadable"):
+        load_model(str(truncated))

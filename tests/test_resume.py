@@ -253,3 +253,27 @@ def test_a_mismatched_activation_cache_file_is_recaptured(tmp_path) -> None:
     path.write_bytes(path.read_bytes()[:20])  # truncated
     assert _load_activations(path, "s", ids) is None
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp behind
+
+
+def test_a_scaled_or_nan_activation_cache_file_is_detected_and_recaptured(tmp_path) -> None:
+    """The cached states carry a SHA-256: a file rewritten with other values (scaled by 7,
+    or NaN) under the old digest is refused, as is one with NaN whatever its digest."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from harness.model.activations import Activations
+    from harness.run.runner import _load_activations, _save_activations, _states_digest
+
+    ids = [[5, 6, 7], [8, 9]]
+    acts = Activations(site="s", states=(torch.ones(3, 4), torch.full((2, 4), 2.0)), token_ids=())
+    path = tmp_path / "a.safetensors"
+    _save_activations(path, acts)
+    tensors = load_file(str(path))
+    digest = _states_digest(acts.states)
+    save_file({k: v * 7 for k, v in tensors.items()}, str(path), metadata={"sha256": digest})
+    assert _load_activations(path, "s", ids) is None
+    nan = {k: torch.full_like(v, float("nan")) for k, v in tensors.items()}
+    save_file(nan, str(path), metadata={"sha256": _states_digest(list(nan.values()))})
+    assert _load_activations(path, "s", ids) is None
+    save_file(tensors, str(path))  # no digest at all (an older cache): recaptured too
+    assert _load_activations(path, "s", ids) is None

@@ -119,6 +119,20 @@ def _local_dir(name: str, base: Path | None) -> Path | None:
     return None
 
 
+def _check_local_model(folder: Path) -> None:
+    """A local model folder must hold a config.json and a weights file."""
+    if not (folder / "config.json").is_file():
+        raise HarnessError(
+            f"model folder {folder} has no config.json",
+            "restore it (save_pretrained writes it), or point the protocol at the right folder",
+        )
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise HarnessError(
+            f"model folder {folder} has no weights file (*.safetensors or *.bin)",
+            "restore the weights, or point the protocol at the right folder",
+        )
+
+
 def load_model(
     name: str,
     *,
@@ -147,6 +161,8 @@ def load_model(
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     elif init == "pretrained":
         source = str(local) if local is not None else name
+        if local is not None:
+            _check_local_model(local)
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 source,
@@ -156,7 +172,20 @@ def load_model(
             )
         except (OSError, ValueError) as exc:
             log.debug("loading %s failed: %s", name, exc)
+            if local is not None:
+                raise HarnessError(
+                    f"model folder {local} could not be loaded ({str(exc).splitlines()[0][:160]})",
+                    "restore the folder's files (config.json and the weights) or re-save it",
+                ) from None
             raise _missing_weights_error(name) from None
+        except Exception as exc:  # e.g. safetensors' own error on a truncated file
+            if local is None:
+                raise
+            raise HarnessError(
+                f"model folder {local}: the weights are unreadable ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160]})",
+                "restore the weights file (it may be truncated) or re-save the model",
+            ) from None
     else:
         raise HarnessError(f"unknown init {init!r}", "use 'pretrained' or 'random'")
     model.eval()

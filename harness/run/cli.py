@@ -105,6 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HarnessError(
             f"--seeds must be integers, got {seeds}", "e.g. --seeds 42,123"
         ) from None
+    bad = [s for s in seed_ints or [] if not 0 <= s < 2**32]
+    if bad or (seed_ints and len(set(seed_ints)) != len(seed_ints)):
+        raise HarnessError(
+            f"--seeds must be unique integers in [0, 2^32), got {seeds}", "e.g. --seeds 42,123"
+        )
     for name, value in (
         ("--limit", args.limit),
         ("--batch-size", args.batch_size),

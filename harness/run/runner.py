@@ -566,11 +566,24 @@ def _seed(job: Job) -> int:
     return job.seed
 
 
+def _states_digest(states: Sequence[torch.Tensor]) -> str:
+    """SHA-256 over every state's shape and float32 bytes, in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in states:
+        h.update(repr(tuple(s.shape)).encode())
+        h.update(s.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _save_activations(path: Path, acts: Activations) -> None:
-    """Write ``acts`` atomically, as the translators are (:func:`atomic_write_bytes`)."""
+    """Write ``acts`` atomically, as the translators are (:func:`atomic_write_bytes`), with
+    the SHA-256 of their contents in the file's metadata (checked on load)."""
     from safetensors.torch import save
 
-    atomic_write_bytes(path, save({f"{i:06d}": s.contiguous() for i, s in enumerate(acts.states)}))
+    tensors = {f"{i:06d}": s.contiguous() for i, s in enumerate(acts.states)}
+    atomic_write_bytes(path, save(tensors, metadata={"sha256": _states_digest(acts.states)}))
 
 
 def _load_activations(path: Path, site: str, ids: Sequence[Sequence[int]]) -> Activations | None:
@@ -578,11 +591,13 @@ def _load_activations(path: Path, site: str, ids: Sequence[Sequence[int]]) -> Ac
     tensor per prompt); ``None`` when absent, unreadable or mismatched (then recapture)."""
     if not path.is_file():
         return None
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
         tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            recorded = (fh.metadata() or {}).get("sha256")
     except (SafetensorError, OSError, ValueError) as exc:
         log.warning("activation cache %s is unreadable (%s); recapturing", path, exc)
         return None
@@ -592,6 +607,12 @@ def _load_activations(path: Path, site: str, ids: Sequence[Sequence[int]]) -> Ac
         for s, t in zip(states, ids, strict=True)
     ):
         log.warning("activation cache %s does not match the prompts; recapturing", path)
+        return None
+    if recorded != _states_digest(states):  # type: ignore[arg-type]
+        log.warning("activation cache %s fails its SHA-256 check; recapturing", path)
+        return None
+    if not all(bool(torch.isfinite(s).all()) for s in states):  # type: ignore[union-attr]
+        log.warning("activation cache %s holds NaN or inf; recapturing", path)
         return None
     return Activations(
         site=site,
