@@ -175,7 +175,7 @@ def test_a_local_model_folder_without_config_or_with_truncated_weights_is_named(
     no_cfg = tmp_path / "no_cfg"
     shutil.copytree(src, no_cfg)
     (no_cfg / "config.json").unlink()
-    with pytest.raises(HarnessError, match="has no config.json") as err:
+    with pytest.raises(HarnessError, match=r"has no config\.json") as err:
         load_model(str(no_cfg))
     assert "HARNESS_ALLOW_DOWNLOAD" not in str(err.value)
     truncated = tmp_path / "truncated"
