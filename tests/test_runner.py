@@ -336,6 +336,7 @@ def test_extension_conditions_run_by_default_and_leave_with_no_extension(
     for flags, want in (([], True), (["--no-extension"], False)):
         assert cli_main(["--protocol", str(path), "--out", str(tmp_path / "o"), *flags]) == 0
         assert seen["include_extension"] is want
+        assert seen["share_jobs"] is True  # concurrent `run`s on one folder split the grid
 
 
 def test_a_condition_registered_in_one_place_runs_end_to_end(

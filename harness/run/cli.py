@@ -135,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         include_extension=not args.no_extension,
         progress=not args.no_progress,
         threads=args.threads,
+        share_jobs=True,  # another `run` on the same --out splits the files with this one
     )
     sys.stdout.write(
         f"{len(paths)} result files in {args.out} ({time.perf_counter() - t0:.1f} s)\n"
