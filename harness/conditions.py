@@ -21,6 +21,7 @@ __all__ = [
     "CONDITIONS",
     "DIRECTIONS",
     "EXTENSION_CONDITIONS",
+    "LAST_TOKEN_CONDITIONS",
     "MAIN_TABLE_CONDITIONS",
     "PRIMARY_CONDITIONS",
     "STRICT_CONDITIONS",
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 Group = Literal["primary", "strict", "appendix", "extension"]
-Mode = Literal["replace", "scale_corrected", "additive"]
+Mode = Literal["replace", "scale_corrected", "additive", "mean"]
 States = Literal["receiver", "zero", "random", "translated"]
 DIRECTIONS = ("fwd", "rev")
 
@@ -43,14 +44,16 @@ class InjectionSpec:
     """What happens at the receiver block: the mode plus its alpha or scale.
 
     ``replace`` h <- s; ``scale_corrected`` h <- alpha * normalize(s) * ||h|| + (1 - alpha) * h;
-    ``additive`` h <- h + scale * s. ``timing`` is when the hook acts: the runner implements
-    the prompt prefill only.
+    ``additive`` h <- h + scale * s; ``mean`` h <- (h + s) / 2. ``timing`` is when the hook
+    acts (the runner implements the prompt prefill only); ``positions`` which prompt
+    positions it changes: ``all`` real positions, or the ``last`` one only.
     """
 
     mode: Mode
     alpha: float = 1.0
     scale: float = 1.0
     timing: str = "prefill_only"
+    positions: Literal["all", "last"] = "all"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class InjectionPlan:
     last_broadcast: inject the last prompt position's vector at every position (additive).
     shuffle: ``full`` / ``strict``: each sample receives another sample's translated states
         of the same prompt length (strict drops singleton lengths instead of falling back).
+    last_token: act on the last prompt position only, with the sender's last-position state
+        (sender and receiver prompts may then differ).
+    scale: a fixed additive scale (None: the protocol's ``injection.additive_scale``).
     """
 
     states: States
@@ -74,14 +80,20 @@ class InjectionPlan:
     translator: Literal["linear", "causal"] | None = None
     last_broadcast: bool = False
     shuffle: Literal["full", "strict"] | None = None
+    last_token: bool = False
+    scale: float | None = None
 
     def spec(self, protocol: Any) -> InjectionSpec:
         """The :class:`InjectionSpec` this plan runs under ``protocol``'s strengths."""
+        positions: Literal["all", "last"] = "last" if self.last_token else "all"
         if self.mode == "additive":
-            return InjectionSpec("additive", scale=protocol.injection.additive_scale)
-        if self.mode == "replace":
-            return InjectionSpec("replace")
-        return InjectionSpec("scale_corrected", alpha=protocol.alpha_for(self.alpha))
+            scale = protocol.injection.additive_scale if self.scale is None else self.scale
+            return InjectionSpec("additive", scale=scale, positions=positions)
+        if self.mode in ("replace", "mean"):
+            return InjectionSpec(self.mode, positions=positions)
+        return InjectionSpec(
+            "scale_corrected", alpha=protocol.alpha_for(self.alpha), positions=positions
+        )
 
 
 ModelsRecord = Literal["pair", "pair_no_site", "receiver_self", "random_direction", "zero_vector"]
@@ -127,7 +139,7 @@ class Condition:
     @property
     def sequence_level(self) -> bool:
         """Injects per prompt position, so sender and receiver token ids must match."""
-        return self.plan is not None
+        return self.plan is not None and not self.plan.last_token
 
     @property
     def translator_kind(self) -> str | None:
@@ -173,6 +185,19 @@ def _translated(spec: InjectionSpec | None, alpha: float | None, extra: dict) ->
         out["strict_matched_subset"] = strict
         out["shuffle_excluded_singleton_count"] = extra["singletons"] if strict else 0
     return out
+
+
+def _last_token(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+    assert spec is not None
+    combine = {"additive": "sum", "mean": "mean", "replace": "replace"}[spec.mode]
+    return {
+        "mode": f"last_token_{combine}",
+        "timing": spec.timing,
+        "positions": "last_token",
+        "combine": combine,
+        "scale": spec.scale if spec.mode == "additive" else None,
+        "source": "translated_sender_last_token",
+    }
 
 
 def _causal(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
@@ -253,6 +278,29 @@ for _c in (
         _causal,
         exact_across_machines=False,
     ),
+    # Beyond the paper (issue #20): last-token communication after Ramesh & Li,
+    # "Communicating Activations Between Language Model Agents" (ICML 2025, arXiv
+    # 2501.14082). As in their method, the receiver's state at one layer and the last prompt
+    # position is combined with the sender's last-position state by f = sum, mean or replace,
+    # and every other position is untouched. Unlike theirs, the sender's state passes through
+    # the protocol's fitted linear translator T, which is trained on L2-normalised receiver
+    # states (so T(s) has roughly unit norm, not the receiver's native norm); the layers are
+    # the protocol's relative depth, not a searched pair; and the task is this protocol's QA,
+    # not their coordination games. Prefill only.
+    Condition(
+        "last_token_sum", "extension", False, None, "last token: sum",
+        InjectionPlan("translated", "additive", translator="linear", last_token=True, scale=1.0),
+        _last_token,
+    ),
+    Condition(
+        "last_token_mean", "extension", False, None, "last token: mean",
+        InjectionPlan("translated", "mean", translator="linear", last_token=True), _last_token,
+    ),
+    Condition(
+        "last_token_replace", "extension", False, None, "last token: replace",
+        InjectionPlan("translated", "replace", translator="linear", last_token=True),
+        _last_token,
+    ),
 ):  # fmt: skip
     register(_c)
 
@@ -264,6 +312,9 @@ EXTENSION_CONDITIONS: tuple[str, ...] = tuple(
     n for n, c in CONDITIONS.items() if c.group == "extension"
 )
 # Which injection each causal condition trains for and applies.
+LAST_TOKEN_CONDITIONS: tuple[str, ...] = tuple(
+    n for n, c in CONDITIONS.items() if c.plan is not None and c.plan.last_token
+)
 CAUSAL_MODES: dict[str, str] = {
     n: c.plan.mode for n, c in CONDITIONS.items() if c.plan and c.plan.translator == "causal"
 }

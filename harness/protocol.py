@@ -65,6 +65,7 @@ class PromptSpec:
     template: str
     relay_sender_template: str
     relay_receiver_template: str
+    receiver_template: str
     max_length: int
 
 
@@ -260,9 +261,11 @@ def _build(cls: type, table: Any, where: str) -> Any:
 
 # -- every value's range and every cross-field rule, checked before any model loads --------
 _TEMPLATE_FIELDS = {
-    "template": ("context", "question"),
-    "relay_sender_template": ("context",),
-    "relay_receiver_template": ("relay", "question"),
+    "template": (("context", "question"),),
+    "relay_sender_template": (("context",),),
+    "relay_receiver_template": (("relay", "question"),),
+    # the receiver may read the same prompt, or one that withholds the context
+    "receiver_template": (("context", "question"), ("question",)),
 }
 _TIMINGS = ("prefill_only",)  # what the runner's hook implements
 _HEX = set("0123456789abcdef")
@@ -350,11 +353,11 @@ def protocol_problems(p: Protocol) -> list[str]:
         except ValueError as exc:
             out.append(f"prompt.{key} = {text!r}: {exc} (write a literal brace as {{{{ or }}}})")
             continue
-        if sorted(fields) != sorted(want):
+        if not any(sorted(fields) == sorted(w) for w in want):
+            allowed = " or ".join(", ".join("{" + f + "}" for f in w) for w in want)
             out.append(
-                f"prompt.{key} = {text!r}: must hold exactly the placeholders "
-                + ", ".join("{" + w + "}" for w in want)
-                + f" once each (found {', '.join('{' + f + '}' for f in fields) or 'none'})"
+                f"prompt.{key} = {text!r}: must hold exactly the placeholders {allowed} "
+                f"once each (found {', '.join('{' + f + '}' for f in fields) or 'none'})"
             )
     if p.injection.timing not in _TIMINGS:
         out.append(
@@ -405,8 +408,10 @@ def protocol_problems(p: Protocol) -> list[str]:
             f"stats.tost_low = {p.stats.tost_low}, stats.tost_high = {p.stats.tost_high}: "
             "must satisfy tost_low < tost_high"
         )
-    if p.translator.method not in ("adamw", "ridge"):
-        out.append(f"translator.method = {p.translator.method!r}: must be 'adamw' or 'ridge'")
+    if p.translator.method not in ("adamw", "ridge", "identity"):
+        out.append(
+            f"translator.method = {p.translator.method!r}: must be 'adamw', 'ridge' or 'identity'"
+        )
     return out
 
 

@@ -152,6 +152,9 @@ REGISTRY: dict[str, SourceSpec] = {
         SourceSpec("paper", "artifact", "paper"),
         SourceSpec("mini", "runner", "mini"),
         SourceSpec("pythia", "runner", "paper"),
+        # beyond the paper (issue #20): the withheld regime and its positive control
+        SourceSpec("mini-withheld", "runner", "mini-withheld"),
+        SourceSpec("mini-control", "runner", "mini-control"),
     )
 }
 SOURCE_NAMES = tuple(REGISTRY)

@@ -151,6 +151,7 @@ translator_train_path = "{train_path}"
 template = "Context: {{context}}\\nQ: {{question}}\\nA:"
 relay_sender_template = "{{context}}\\n\\nKey facts:"
 relay_receiver_template = "{{relay}}\\nQ: {{question}}\\nA:"
+receiver_template = "Context: {{context}}\\nQ: {{question}}\\nA:"
 max_length = 256
 [decoding]
 max_new_tokens = {max_new_tokens}

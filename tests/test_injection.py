@@ -229,3 +229,35 @@ def test_capture_sees_bitwise_the_same_states_as_the_generation_prefill(model) -
     width = seen[0].shape[1]
     for row, prompt in enumerate(PROMPTS):
         assert torch.equal(seen[0][row, width - len(prompt) :], acts.states[row])
+
+
+def test_mean_mode_averages_the_native_and_the_source_state() -> None:
+    native, source = torch.randn(2, 3, 8), torch.randn(2, 3, 8)
+    new, injected = apply_injection(InjectionSpec("mean"), native, source)
+    assert torch.allclose(new, (native + source) / 2) and torch.equal(new, injected)
+
+
+def test_a_last_position_mask_changes_only_each_prompts_last_token(model) -> None:
+    """Last-token injection (Ramesh & Li's f at one position): with left padding the last
+    column is every prompt's last real token; the hook leaves every other position as it was."""
+    block = _block(model)
+    before: list[torch.Tensor] = []
+    after: list[torch.Tensor] = []
+    _, mask, _ = left_pad(PROMPTS, 1)
+    last = torch.zeros_like(mask)
+    last[:, -1] = 1
+    src = pad_sources([torch.full((len(p), 32), 3.0) for p in PROMPTS], mask.shape[1])
+    h_before = block.register_forward_hook(lambda m, a, o: before.append(o.clone()))
+    try:
+        with PrefillInjection(block, InjectionSpec("replace", positions="last"), src, last) as h:
+            h_after = block.register_forward_hook(lambda m, a, o: after.append(o.clone()))
+            try:
+                generate_batch(model, PROMPTS, SETTINGS, injection=h)
+            finally:
+                h_after.remove()
+    finally:
+        h_before.remove()
+    b, a = before[0], after[0]
+    width = mask.shape[1]
+    assert torch.equal(a[:, : width - 1], b[:, : width - 1])  # every earlier position
+    assert torch.all(a[:, width - 1] == 3.0)  # the last prompt token of every row

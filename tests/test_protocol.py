@@ -122,3 +122,13 @@ def test_a_non_utf8_protocol_is_a_one_line_error(tmp_path: Path) -> None:
     path.write_bytes((PROTOCOL_DIR / "paper.toml").read_bytes().replace(b"Pythia", b"Pyth\xffa", 1))
     with pytest.raises(HarnessError, match="is not UTF-8 text"):
         load_protocol(path)
+
+
+def test_the_receiver_may_read_the_prompt_or_the_question_alone(tmp_path: Path) -> None:
+    old = 'receiver_template = "Context: {context}\\nQ: {question}\\nA:"'
+    withheld = load_protocol(_variant(tmp_path, old, 'receiver_template = "Q: {question}\\nA:"'))
+    assert "{context}" not in withheld.prompt.receiver_template
+    with pytest.raises(HarnessError, match=r"prompt\.receiver_template .* \{question\} once"):
+        load_protocol(_variant(tmp_path, old, 'receiver_template = "{relay}\\nA:"'))
+    assert load_protocol("mini-withheld").translator.method == "adamw"
+    assert load_protocol("mini-control").translator.method == "identity"

@@ -98,3 +98,17 @@ def test_token_count_mismatch_and_unknown_method_are_errors() -> None:
         fit_translator(x, y[:10], method="ridge", seed=0)
     with pytest.raises(HarnessError, match="unknown translator method"):
         fit_translator(x, y, method="sgd", seed=0)
+
+
+def test_an_identity_translator_passes_states_unchanged_and_needs_equal_widths() -> None:
+    import torch
+
+    from harness.errors import HarnessError
+    from harness.model.translator import fit_translator
+
+    x = torch.randn(200, 16)
+    t = fit_translator(x, x.clone(), method="identity", seed=0)
+    assert torch.equal(t(x[:5]), x[:5])
+    assert t.metrics["normalized_cosine"] > 0.999
+    with pytest.raises(HarnessError, match="identity translator needs equal widths"):
+        fit_translator(x, torch.randn(200, 8), method="identity", seed=0)

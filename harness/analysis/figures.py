@@ -258,3 +258,35 @@ def write_figures(
             )
         )
     return paths
+
+
+def fig_regimes(accuracy: dict[str, dict[str, float]], path: Path) -> Path:
+    """Word-boundary accuracy per condition, one bar per regime (source) side by side.
+
+    ``accuracy``: regime label -> condition -> accuracy (fraction). Conditions a regime does
+    not run are left empty.
+    """
+    conds: list[str] = []
+    for per in accuracy.values():
+        conds.extend(c for c in per if c not in conds)
+    order = list(CONDITIONS)
+    conds.sort(key=lambda c: order.index(c) if c in order else len(order))
+    regimes = list(accuracy)
+    width = 0.8 / max(1, len(regimes))
+    fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(conds) + 2), 4.4))
+    palette = ["#2b6cb0", "#d69e2e", "#2f855a", "#805ad5"]
+    for k, regime in enumerate(regimes):
+        xs = [i + (k - (len(regimes) - 1) / 2) * width for i in range(len(conds))]
+        vals = [accuracy[regime].get(c) for c in conds]
+        ax.bar(
+            [x for x, v in zip(xs, vals, strict=True) if v is not None],
+            [v * 100 for v in vals if v is not None],
+            width,
+            label=regime,
+            color=palette[k % len(palette)],
+        )
+    ax.set_xticks(range(len(conds)), [_label(c) for c in conds], rotation=35, ha="right")
+    ax.set_ylabel("word-boundary accuracy (%)")
+    ax.set_title("Shared context vs withheld context, every condition")
+    ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path)

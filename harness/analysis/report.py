@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.analysis.audit import label_counts
-from harness.analysis.figures import write_figures
+from harness.analysis.figures import fig_regimes, write_figures
 from harness.analysis.tables import summarize
 from harness.io import atomic_write_json
 from harness.sources import SOURCE_NAMES, SourceUnavailable, load_source
@@ -20,6 +20,7 @@ def write_report(
 ) -> Iterator[str]:
     """Write ``out/<source>/{summary,compare,validate,audit}.json`` and figures; yield log lines."""
     root = Path(out)
+    regimes: dict[str, dict[str, float]] = {}
     for name in sources or SOURCE_NAMES:
         try:
             src = load_source(name, artifact=artifact)
@@ -47,9 +48,22 @@ def write_report(
             rows,
             source=name,
         )
+        if name in REGIME_SOURCES:
+            regimes[REGIME_SOURCES[name]] = {c: src.wb(c) for c in src.summary}
         verdict = "passed" if src.validation.blocking_passed else "FAILED"
         yield (
             f"[{name}] {len(src.results)} result files from {', '.join(map(str, src.result_dirs))}; "
             f"validation {src.validation.present_files}/{src.validation.expected_files} {verdict}; "
             f"tables and {len(figs)} figures in {d}"
         )
+    if len(regimes) > 1:
+        path = fig_regimes(regimes, root / "fig8_regimes.png")
+        yield f"[regimes] {', '.join(regimes)} side by side in {path}"
+
+
+# Sources shown side by side in the regime figure (beyond the paper, issue #20).
+REGIME_SOURCES = {
+    "mini": "mini, shared context",
+    "mini-withheld": "mini, context withheld",
+    "mini-control": "positive control (receiver -> itself, withheld)",
+}

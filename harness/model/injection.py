@@ -9,7 +9,10 @@ exit asserts it fired exactly once per armed forward.
 
 Modes (``h`` the native block output, ``s`` the source vectors at the same positions):
 ``replace`` h <- s; ``scale_corrected`` h <- alpha * normalize(s) * ||h|| + (1 - alpha) * h;
-``additive`` h <- h + scale * s. All work is tensor ops over the whole batch.
+``additive`` h <- h + scale * s; ``mean`` h <- (h + s) / 2. All work is tensor ops over
+the whole batch. A spec with ``positions = "last"`` is given a mask holding only each
+prompt's last position (left padding puts it in the last column), so it changes that
+position alone.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ def apply_injection(
     if spec.mode == "additive":
         added = spec.scale * source
         return native + added, added.expand_as(native)
+    if spec.mode == "mean":
+        new = (native + source.expand_as(native)) / 2
+        return new, new
     raise HarnessError(f"unknown injection mode {spec.mode!r}")
 
 

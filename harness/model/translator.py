@@ -207,6 +207,9 @@ def fit_translator(
 ) -> Translator:
     """Fit sender tokens ``x`` ``[n, ds]`` to L2-normalised receiver tokens ``y`` ``[n, dr]``.
 
+    ``method``: ``adamw`` (the paper's recipe), ``ridge`` (closed form) or ``identity`` (no
+    fit, for a pair whose sender is the receiver: the positive control).
+
     Tokens are in prompt order; the last ``val_frac`` is held out for the best-checkpoint
     choice (AdamW) and for the reported metrics. ``seed`` drives every random draw.
     """
@@ -215,8 +218,16 @@ def fit_translator(
             f"translator data mismatch: {x.shape[0]} sender vs {y.shape[0]} receiver tokens",
             "sender and receiver prompts must tokenise identically",
         )
-    if method not in ("adamw", "ridge"):
-        raise HarnessError(f"unknown translator method {method!r}", "use 'adamw' or 'ridge'")
+    if method not in ("adamw", "ridge", "identity"):
+        raise HarnessError(
+            f"unknown translator method {method!r}", "use 'adamw', 'ridge' or 'identity'"
+        )
+    if method == "identity" and x.shape[1] != y.shape[1]:
+        raise HarnessError(
+            f"an identity translator needs equal widths, got sender {x.shape[1]} and "
+            f"receiver {y.shape[1]}",
+            "use 'identity' only for a pair whose sender is the receiver (a positive control)",
+        )
     cfg = TranslatorConfig(
         method=method,
         seed=seed,
@@ -237,12 +248,16 @@ def fit_translator(
     yn, yv = _normalize(y[tr]), _normalize(y[va])
     info: dict[str, Any] = {}
     gen = torch.Generator().manual_seed(seed)
-    with torch.enable_grad():
-        if method == "ridge":
-            w, b = _fit_ridge(xs, yn, ridge)
-        else:
-            w, b, info = _fit_adamw(xs, yn, xv, yv, cfg, gen)
-    w_eff, b_eff = _fold(w, b, mean.double(), std.double())
+    if method == "identity":  # no fit: the sender's states pass unchanged (raw scale)
+        w_eff = torch.eye(x.shape[1], dtype=torch.float32)
+        b_eff = torch.zeros(x.shape[1], dtype=torch.float32)
+    else:
+        with torch.enable_grad():
+            if method == "ridge":
+                w, b = _fit_ridge(xs, yn, ridge)
+            else:
+                w, b, info = _fit_adamw(xs, yn, xv, yv, cfg, gen)
+        w_eff, b_eff = _fold(w, b, mean.double(), std.double())
     t = Translator(weight=w_eff, bias=b_eff, config=cfg)
     t.metrics = {
         **evaluate_translator(t, x[va], y[va]),

@@ -184,9 +184,10 @@ def build_result(
         else:
             rec["prompt_len_b"] = len_b
             rec["prompt_mode"] = "full_input"
-        if injected:
+        if injected and cond.sequence_level:
             rec["token_ids_match"] = d.ids_a[i] == d.ids_b[i]
             rec["seq_len_match"] = len_a == len_b
+        if injected:
             rec["translated_norm_mean"] = samples["translated_norm"][k]
             rec["b_hidden_norm_mean"] = samples["b_hidden_norm"][k]
             rec["injected_norm_mean"] = samples["injected_norm"][k]

@@ -127,8 +127,10 @@ class _Run:
         n = self.p.prompt.max_length
         return [list(tok(t, truncation=True, max_length=n)["input_ids"]) for t in texts]
 
-    def prompts(self, rows: Sequence[EvalRow]) -> list[str]:
-        tpl = self.p.prompt.template
+    def prompts(self, rows: Sequence[EvalRow], *, receiver: bool = False) -> list[str]:
+        """The prompts the sender reads (``template``), or with ``receiver`` the ones the
+        receiver reads (``receiver_template``, e.g. with the context withheld)."""
+        tpl = self.p.prompt.receiver_template if receiver else self.p.prompt.template
         return [tpl.format(context=r.context, question=r.question) for r in rows]
 
     def direction(self, name: str) -> _Direction:
@@ -138,6 +140,7 @@ class _Run:
             site_b, mod_b, _ = resolve_block(receiver, self.pair.relative_depth)
             tok_a, tok_b = self.pair.tokenizers(name)
             texts = self.prompts(self.rows)
+            receiver_texts = self.prompts(self.rows, receiver=True)
             decoding = self.p.decoding
             self.dirs[name] = _Direction(
                 name,
@@ -150,7 +153,7 @@ class _Run:
                 site_b,
                 mod_b,
                 ids_a=self.encode(texts, tok_a),
-                ids_b=self.encode(texts, tok_b),
+                ids_b=self.encode(receiver_texts, tok_b),
                 tok_a=tok_a,
                 tok_b=tok_b,
                 settings=GenerationSettings.from_protocol(decoding, tok_b),
@@ -409,6 +412,9 @@ class _Run:
         def factory(idx: list[int], mask: torch.Tensor) -> PrefillInjection:
             assert spec is not None and sources is not None
             src = pad_sources([sources[i] for i in idx], mask.shape[1])
+            if spec.positions == "last":  # left padded: the last column is each last token
+                mask = torch.zeros_like(mask)
+                mask[:, -1] = 1
             hook = PrefillInjection(module, spec, src, mask)
             hooks.append((idx, hook))
             return hook
@@ -536,7 +542,14 @@ class _Run:
                 fix="the translator is numerically broken: delete it from the translator "
                 "cache to refit it, and check the sender activations",
             )
-            if plan.last_broadcast:
+            if plan.last_token:  # the sender's last state, at the receiver's last position
+                sources = []
+                for t, ids in zip(translated, d.ids_b, strict=True):
+                    src = torch.zeros(len(ids), t.shape[-1], dtype=t.dtype)
+                    src[-1] = t[-1]
+                    sources.append(src)
+                extra["translated"] = [t[-1:] for t in translated]
+            elif plan.last_broadcast:
                 sources = [t[-1:].expand_as(t) for t in translated]
                 extra["translated"] = translated
             elif plan.shuffle is not None:
