@@ -367,9 +367,9 @@ def _runner_compute(
     def compute(results: Path) -> object:
         from harness.run.runner import run_protocol
 
-        # The mini pair runs single-threaded: tiny matmuls gain nothing from a second thread,
-        # and a fixed thread count makes its results bitwise reproducible (the snapshots rely on
-        # it). Elsewhere one thread per xdist worker, so two workers do not thrash two cores.
+        # The mini pair runs single-threaded (tiny matmuls gain nothing from a second
+        # thread); elsewhere one thread per xdist worker, so two workers do not thrash two
+        # cores. Results do not depend on it (docs/portability.md).
         threads = 1 if name == "mini" or os.environ.get("PYTEST_XDIST_WORKER") else None
         return run_protocol(
             protocol,

@@ -236,10 +236,10 @@ def test_protocol_refuses_a_bad_causal_recipe(tmp_path: Path) -> None:
     proto = build_tiny_experiment(tmp_path, seeds=(42,))
     text = proto.read_text()
     proto.write_text(text.replace("[causal]\nlr = 1e-2", "[causal]\nlr = 0.0"))
-    with pytest.raises(HarnessError, match=r"\[causal\] .* lr > 0"):
+    with pytest.raises(HarnessError, match=r"causal\.lr = 0\.0: must be a finite number > 0"):
         load_protocol(proto)
     proto.write_text(text.replace("extension_conditions = []", 'extension_conditions = ["x"]'))
-    with pytest.raises(HarnessError, match="unknown condition 'x'"):
+    with pytest.raises(HarnessError, match=r"run\.extension_conditions has 'x': must be one of"):
         load_protocol(proto)
 
 

@@ -335,7 +335,7 @@ def test_an_unknown_device_or_a_file_as_out_folder_is_one_line(results, tmp_path
         r"unknown device 'gpu0' -- use cpu, cuda or cuda:N",
     )
     (tmp_path / "file").write_text("x")
-    expect(run_cli(capsys, proto, tmp_path / "file"), r"--out .*file is a file, not a folder")
+    expect(run_cli(capsys, proto, tmp_path / "file"), r"--out .*file is a file")
 
 
 def test_the_stand_alone_runner_reports_an_os_error_in_one_line(results, tmp_path, capsys):
