@@ -156,6 +156,7 @@ def render_claim_table(
     gone = _unavailable(status, sources)
     shown = [s for s in sources if s not in gone]
     snapshot_names = _snapshot_names()
+    width = max([8, *(len(s) for s in sources)])
     lines: list[str] = []
     counts: dict[str, dict[str, int]] = {s: {} for s in sources}
     for c in claims:
@@ -178,7 +179,7 @@ def render_claim_table(
             lines.append(f"\n{section}")
         lines.append(f"  {i:2d}. {c.sentence}")
         for s, (o, t) in zip(shown, cells, strict=True):
-            lines.append(f"        {s:<8} {o:<7} {t}".rstrip())
+            lines.append(f"        {s:<{width}} {o:<7} {t}".rstrip())
     snap_rows = []
     for s in shown:
         entries = [status.get(n, {}).get(s) for n in snapshot_names]
@@ -204,12 +205,14 @@ def render_claim_table(
     else:
         lines.append("\nSnapshots (summary, comparisons, validation, audit)")
         for s, o, t in snap_rows:
-            lines.append(f"        {s:<8} {o:<7} {t}".rstrip())
+            lines.append(f"        {s:<{width}} {o:<7} {t}".rstrip())
         lines.append("")
         for s in shown:
-            lines.append(f"{s:>8}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts[s].items())))
+            lines.append(
+                f"{s:>{width}}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts[s].items()))
+            )
         for s, why in gone.items():
-            lines.append(f"{s:>8}: every claim skipped -- {why}")
+            lines.append(f"{s:>{width}}: every claim skipped -- {why}")
         if latest:
             lines.append(f"(run of {latest}; numbers measured in that run)")
         if not status:

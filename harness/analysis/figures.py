@@ -287,6 +287,6 @@ def fig_regimes(accuracy: dict[str, dict[str, float]], path: Path) -> Path:
         )
     ax.set_xticks(range(len(conds)), [_label(c) for c in conds], rotation=35, ha="right")
     ax.set_ylabel("word-boundary accuracy (%)")
-    ax.set_title("Shared context vs withheld context, every condition")
-    ax.legend(frameon=False, fontsize=8)
+    ax.set_title("Shared context vs withheld context, every condition (no bar: not run there)")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
