@@ -121,3 +121,24 @@ def test_validate_cli_exits_1_on_a_blocking_failure(
         "[FAIL] expected_files_present" in out
         and "missing h1_no_inject_fwd_deterministic.json" in out
     )
+
+
+def test_validation_is_a_list_of_small_named_checks_each_reported_by_name() -> None:
+    import inspect
+
+    from harness.analysis.validate import CHECKS
+
+    assert len(CHECKS) >= 12
+    for check in CHECKS:
+        assert check.__name__.startswith("check_") and inspect.getdoc(check), check
+        assert len(inspect.getsource(check).splitlines()) <= 60, check.__name__
+
+
+@needs_artifact
+def test_every_check_of_a_full_report_has_a_unique_name() -> None:
+    from harness.analysis.validate import validate
+    from harness.protocol import load_protocol
+
+    rep = validate([FINAL, STRICT], load_protocol("paper"), include_strict=True)
+    names = [c.name for c in rep.checks]
+    assert len(names) == len(set(names)) and "sample_counts" in names
