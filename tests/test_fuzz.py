@@ -299,3 +299,63 @@ def test_tost_refuses_bounds_that_are_not_ordered(low: float, high: float) -> No
         return
     with pytest.raises(ValueError):
         tost_paired([0.0, 1.0], low, high)
+
+
+# --- the command line: any arguments give exit 0, 1 or 2 and never a traceback -------------
+_cli_values = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["nan", "-1", "0", "1e309", "word_boundary_contains", "f1", "\ud800", ""]),
+)
+_cli_options = st.sampled_from(
+    [
+        "--metric",
+        "--tost-low",
+        "--tost-high",
+        "--protocol",
+        "--include-strict-matched",
+        "--markdown",
+        "--status",
+        "--json",
+        "--eval",
+        "--source",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    command=st.sampled_from(
+        ["summarize", "compare", "validate", "audit", "claims", "validate-protocol"]
+    ),
+    options=st.lists(st.tuples(_cli_options, _cli_values), max_size=3),
+)
+def test_any_command_line_exits_0_1_or_2_without_a_traceback(
+    tmp_path_factory, command: str, options: list[tuple[str, str]]
+) -> None:
+    import contextlib
+    import io
+    import os
+
+    from harness.cli import main
+
+    root = tmp_path_factory.mktemp("cli")
+    argv = [command]
+    if command == "validate-protocol":
+        argv.append(options[0][1] if options else "mini")
+    for opt, value in options:
+        if opt in ("--json", "--status", "--eval"):  # paths stay inside the temp folder
+            value = str(root / (value.replace("/", "_").replace("\x00", "") or "x"))
+        argv += [opt] if opt in ("--include-strict-matched", "--markdown") else [opt, value]
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse: an unknown option or a missing value
+                code = exc.code
+    finally:
+        os.chdir(cwd)
+    assert code in (0, 1, 2), (argv, code)
+    assert "Traceback" not in err.getvalue(), (argv, err.getvalue()[-500:])
