@@ -385,8 +385,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _checked(args: argparse.Namespace) -> int:
     """Check the output paths and input files a command names, then run it."""
+    import os
+
     from harness.io import check_output_dir, check_output_file
 
+    for option in ("json", "out", "eval", "status", "protocol", "artifact"):
+        value = getattr(args, option, None)
+        if isinstance(value, str):
+            try:
+                os.fsencode(value)
+            except UnicodeEncodeError:
+                raise HarnessError(
+                    f"--{option} {value!r} cannot be a file name on this system "
+                    "(it holds an unencodable character)",
+                    "pass a path of plain characters",
+                ) from None
     if getattr(args, "json", None):
         check_output_file(args.json, "--json")
     if getattr(args, "out", None) and args.fn is not cmd_fetch:

@@ -365,15 +365,13 @@ def _runner_compute(
     name: str, protocol: Protocol, device: str, artifact: str | None = None
 ) -> Callable[[Path], object]:
     def compute(results: Path) -> object:
-        from harness.run.runner import run_protocol
+        from harness.run.runner import RunOptions, run_protocol
 
         # The mini pair runs single-threaded (tiny matmuls gain nothing from a second
         # thread); elsewhere one thread per xdist worker, so two workers do not thrash two
         # cores. Results do not depend on it (docs/portability.md).
         threads = 1 if name == "mini" or os.environ.get("PYTEST_XDIST_WORKER") else None
-        return run_protocol(
-            protocol,
-            results,
+        options = RunOptions(
             device=device,
             include_strict=True,
             include_appendix=True,
@@ -382,6 +380,7 @@ def _runner_compute(
             artifact=artifact,
             share_jobs=True,
         )
+        return run_protocol(protocol, results, options)
 
     compute.shared = True  # type: ignore[attr-defined]  # xdist workers split the grid
     return compute

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from harness.analysis.evalset import load_evalset
@@ -323,6 +323,8 @@ _cli_options = st.sampled_from(
 
 
 @settings(max_examples=60, deadline=None)
+@example(command="summarize", options=[("--json", "\ud800")])  # found by this property
+@example(command="claims", options=[("--status", "\ud800")])
 @given(
     command=st.sampled_from(
         ["summarize", "compare", "validate", "audit", "claims", "validate-protocol"]

@@ -328,8 +328,10 @@ def test_extension_conditions_run_by_default_and_leave_with_no_extension(
     assert not {"causal_replace", "causal_additive"} & {j.condition for j in plan_jobs(proto)}
     seen = {}
 
-    def fake_run(protocol, out, **kw):
-        seen.update(kw)
+    def fake_run(protocol, out, options=None, **kw):
+        import dataclasses
+
+        seen.update(dataclasses.asdict(options) if options else {}, **kw)
         return []
 
     monkeypatch.setattr("harness.run.runner.run_protocol", fake_run)
@@ -378,3 +380,11 @@ def test_a_condition_registered_in_one_place_runs_end_to_end(
 
 def test_no_registered_condition_is_left_over_from_another_test() -> None:
     assert "additive_per_position" not in CONDITIONS
+
+
+def test_run_options_are_one_dataclass_and_keywords_override_them(tmp_path) -> None:
+    from harness.run.runner import RunOptions
+
+    with pytest.raises(HarnessError, match="unexpected keyword argument 'seedz'"):
+        run_protocol("mini", tmp_path / "o", RunOptions(progress=False), seedz=[1])
+    assert RunOptions().include_strict and not RunOptions().share_jobs

@@ -91,7 +91,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 def cmd_run(args: argparse.Namespace) -> int:
     """Handler of ``run``: prints the written files' folder and the wall time."""
     from harness.protocol import load_protocol
-    from harness.run.runner import run_protocol
+    from harness.run.runner import RunOptions, run_protocol
 
     proto = load_protocol(args.protocol)
     conditions = _list_arg(args.conditions)
@@ -118,12 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise HarnessError(f"{name} must be at least 1, got {value}")
     t0 = time.perf_counter()
-    paths = run_protocol(
-        proto,
-        args.out,
-        conditions=conditions,
-        seeds=seed_ints,
-        directions=_list_arg(args.directions),
+    options = RunOptions(
+        conditions=tuple(conditions) if conditions else None,
+        seeds=tuple(seed_ints) if seed_ints else None,
+        directions=tuple(_list_arg(args.directions) or ()) or None,
         limit=args.limit,
         device=args.device,
         init=args.init,
@@ -137,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=args.threads,
         share_jobs=True,  # another `run` on the same --out splits the files with this one
     )
+    paths = run_protocol(proto, args.out, options)
     sys.stdout.write(
         f"{len(paths)} result files in {args.out} ({time.perf_counter() - t0:.1f} s)\n"
     )

@@ -60,7 +60,7 @@ from harness.run.records import (
     provenance,
 )
 
-__all__ = ["Job", "check_token_match", "plan_jobs", "run_protocol"]
+__all__ = ["Job", "RunOptions", "check_token_match", "plan_jobs", "run_protocol"]
 
 log = logging.getLogger(__name__)
 
@@ -644,59 +644,74 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a protocol (everything but the protocol and the output folder).
+
+    conditions / seeds / directions: a subset of the protocol's (None: all of them);
+    ``include_strict`` / ``include_appendix`` / ``include_extension`` add those groups when
+    ``conditions`` is None. limit: the first N eval rows (smoke runs). device: ``cpu``,
+    ``cuda``, ``cuda:N``. init: ``pretrained`` or ``random`` (seeded with ``init_seed``;
+    ``tokenizer`` then names one). batch_size: generation batch (None: the protocol's).
+    artifact: where ``artifact:`` paths resolve. train_limit: at most N translator-training
+    prompts. use_cache: generate with a KV cache. progress: a progress bar. threads: torch's
+    CPU threads for the run (None: torch's choice). share_jobs: several processes may run the
+    same protocol into the same folder at once: each result file is claimed under a file
+    lock, a file another process is writing is waited for at the end, and the activations and
+    translators they share come from the folder's locked caches, so every artefact is still
+    computed once.
+    """
+
+    conditions: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+    directions: tuple[str, ...] | None = None
+    limit: int | None = None
+    device: str = "cpu"
+    init: str = "pretrained"
+    tokenizer: str | None = None
+    batch_size: int | None = None
+    artifact: str | None = None
+    train_limit: int | None = None
+    include_strict: bool = True
+    include_appendix: bool = False
+    include_extension: bool = True
+    init_seed: int = 0
+    use_cache: bool = True
+    progress: bool = True
+    threads: int | None = None
+    share_jobs: bool = False
+
+
 def run_protocol(
     protocol: Protocol | str,
     out_dir: str | os.PathLike[str],
-    *,
-    conditions: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    directions: Sequence[str] | None = None,
-    limit: int | None = None,
-    device: str = "cpu",
-    init: str = "pretrained",
-    tokenizer: str | None = None,
-    batch_size: int | None = None,
-    artifact: str | None = None,
-    train_limit: int | None = None,
-    include_strict: bool = True,
-    include_appendix: bool = False,
-    include_extension: bool = True,
-    init_seed: int = 0,
-    use_cache: bool = True,
-    progress: bool = True,
-    threads: int | None = None,
-    share_jobs: bool = False,
+    options: RunOptions | None = None,
+    **overrides: Any,
 ) -> list[Path]:
-    """Run ``protocol`` and return the paths of its result files (written or already there).
-
-    ``conditions=None`` runs the protocol's conditions (+ strict, + extension, + appendix if
-    asked);
-    ``limit`` keeps the first N eval rows; ``train_limit`` caps translator training prompts;
-    ``init="random"`` builds the architectures with seeded random weights (no download);
-    ``threads`` sets torch's CPU threads for the run (1 is often fastest on a busy CPU);
-    ``share_jobs``: several processes may run the same protocol into the same folder at once
-    (pytest-xdist workers filling one cache entry): each result file is claimed under a file
-    lock, a file another process is writing is skipped and waited for at the end, and the
-    activations and translators they share come from the folder's locked caches, so every
-    artefact is still computed once.
-    """
+    """Run ``protocol`` into ``out_dir`` and return the paths of its result files (written or
+    already there). ``options`` (:class:`RunOptions`), with any of its fields overridden by
+    keyword (``run_protocol(p, out, progress=False)``)."""
     from tqdm.auto import tqdm
 
+    try:
+        o = dataclasses.replace(options or RunOptions(), **overrides)
+    except TypeError as exc:  # an unknown option name
+        raise HarnessError(f"run_protocol: {exc}", "see harness.run.runner.RunOptions") from None
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise HarnessError(f"--out {out} is a file, not a folder", "pass a folder path")
     jobs = plan_jobs(
         proto,
-        conditions,
-        seeds,
-        directions,
-        include_strict=include_strict,
-        include_appendix=include_appendix,
-        include_extension=include_extension,
+        o.conditions,
+        o.seeds,
+        o.directions,
+        include_strict=o.include_strict,
+        include_appendix=o.include_appendix,
+        include_extension=o.include_extension,
     )
-    evalset = load_evalset(proto.resolve_path(proto.eval.path, artifact), proto.eval.sha256)
-    rows = evalset.rows[:limit] if limit is not None else evalset.rows
+    evalset = load_evalset(proto.resolve_path(proto.eval.path, o.artifact), proto.eval.sha256)
+    rows = evalset.rows[: o.limit] if o.limit is not None else evalset.rows
     todo = [j for j in jobs if not (out / j.filename).is_file()]
     for j in jobs:
         if j not in todo:
@@ -704,28 +719,30 @@ def run_protocol(
             log.info("resume: %s exists, skipped", j.filename)
     if not todo:
         return [out / j.filename for j in jobs]
-    _check_device(device)
-    with _torch_threads(threads):
+    _check_device(o.device)
+    with _torch_threads(o.threads):
         t0 = time.perf_counter()
-        pair = load_pair(proto, device=device, init=init, tokenizer=tokenizer, init_seed=init_seed)
+        pair = load_pair(
+            proto, device=o.device, init=o.init, tokenizer=o.tokenizer, init_seed=o.init_seed
+        )
         run = _Run(
             proto,
             out,
             rows,
             evalset.sha256,
             pair,
-            device=device,
-            batch_size=batch_size or proto.run.batch_size,
-            artifact=artifact,
-            train_limit=train_limit,
-            use_cache=use_cache,
-            init_seed=init_seed,
+            device=o.device,
+            batch_size=o.batch_size or proto.run.batch_size,
+            artifact=o.artifact,
+            train_limit=o.train_limit,
+            use_cache=o.use_cache,
+            init_seed=o.init_seed,
         )
         run.timings["load_s"] = time.perf_counter() - t0
         out.mkdir(parents=True, exist_ok=True)
         total = len(todo) * len(rows)
-        with tqdm(total=total, disable=not progress, unit="sample", desc=proto.name) as bar:
-            if not share_jobs:
+        with tqdm(total=total, disable=not o.progress, unit="sample", desc=proto.name) as bar:
+            if not o.share_jobs:
                 for job in todo:
                     bar.set_postfix_str(job.filename, refresh=False)
                     run.run_job(job, bar)
