@@ -11,6 +11,7 @@ tolerance (``harness.analysis.tolerance``), the run turns red too, so the two ca
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tomllib
@@ -28,13 +29,15 @@ FINDINGS = Path(os.environ.get("HARNESS_FINDINGS") or Path(__file__).with_name("
 _LOADED: dict[str, Source | str] = {}
 
 
+@functools.cache
 def load_findings(path: Path = FINDINGS) -> dict[str, dict[str, dict[str, Any]]]:
-    """claim -> source -> {why, recorded, tolerance}."""
+    """claim -> source -> {why, recorded, tolerance} (read once per process; read-only)."""
     if not path.is_file():
         return {}
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
+@functools.cache
 def source_name(token: str) -> str:
     """The name a ``--source`` token runs under: a registered name, or a TOML's ``name``."""
     try:

@@ -36,8 +36,6 @@ __all__ = [
     "cached_results",
     "computation_count",
     "load_source",
-    "mini_available",
-    "pythia_weights_problem",
     "source_spec",
     "weights_fingerprint",
     "weights_problem",
@@ -196,11 +194,6 @@ def _paper_source(artifact: str | None) -> Source:
     )
 
 
-def mini_available() -> str | None:
-    """None when the mini pair and the runner are present, else the reason."""
-    return weights_problem(load_protocol("mini"))
-
-
 def weights_problem(protocol: Protocol) -> str | None:
     """None when both models of ``protocol`` load offline (local folders, or the Hugging Face
     cache) and the runner imports, else a message saying what is missing and how to provide it."""
@@ -234,11 +227,6 @@ def weights_problem(protocol: Protocol) -> str | None:
     except ImportError as exc:
         return f"the runner is not importable ({exc})"
     return None
-
-
-def pythia_weights_problem(protocol: Protocol) -> str | None:
-    """None when both Pythia checkpoints load offline, else how to provide them."""
-    return weights_problem(protocol)
 
 
 def weights_fingerprint(protocol: Protocol) -> str:
