@@ -13,6 +13,11 @@ claims state their result on this harness, per source and regime:
   sender and an identity map. A working channel must show up there; its claim says whether
   this harness can detect transfer at all.
 
+Ramesh & Li's claims use their three functions with the protocol's linear map
+(``last_token_sum/mean/replace``). The last claim is the paper's own conjecture in the regime
+where it has room to be true: ``last_token_causal_replace``, the same last-token replace with
+a map trained through the receiver on its answer loss (``harness.model.causal``).
+
 Thresholds are the ones used throughout: a paired 95% CI pooled over seeds. The paper artifact
 has no such runs (skipped).
 """
@@ -22,12 +27,16 @@ from __future__ import annotations
 import pytest
 
 from claims._util import ci, ci_values, cmp
-from harness.conditions import LAST_TOKEN_CONDITIONS
+from harness.conditions import CONDITIONS, LAST_TOKEN_CONDITIONS
 from harness.sources import Source
+
+# Ramesh & Li's f (sum, mean, replace) with the protocol's fitted linear map
+RAMESH_LI = tuple(c for c in LAST_TOKEN_CONDITIONS if CONDITIONS[c].translator_kind == "linear")
+CAUSAL_LAST_TOKEN = "last_token_causal_replace"
 
 
 def _need_last_token(source: Source) -> list[str]:
-    present = [c for c in LAST_TOKEN_CONDITIONS if c in source.summary]
+    present = [c for c in RAMESH_LI if c in source.summary]
     if not present:
         pytest.skip(
             f"{source.name} has no last-token runs (an extension beyond the paper: run it "
@@ -36,8 +45,12 @@ def _need_last_token(source: Source) -> list[str]:
     return present
 
 
+def _withheld(source: Source) -> bool:
+    return "{context}" not in source.protocol.prompt.receiver_template
+
+
 def _regime(source: Source) -> str:
-    withheld = "{context}" not in source.protocol.prompt.receiver_template
+    withheld = _withheld(source)
     control = source.protocol.translator.method == "identity"
     return ("withheld" if withheld else "shared context") + (
         ", positive control" if control else ""
@@ -74,3 +87,21 @@ def test_the_positive_control_carries_the_withheld_answer(source: Source, measur
     best = max(rows, key=lambda r: r.ci_low)
     msg = measured(f"{_regime(source)}: best {ci(best)}", **ci_values(best))
     assert best.ci_low > 0, msg
+
+
+def test_the_causally_trained_translator_beats_no_injection_in_the_withheld_regime(
+    source: Source, measured
+) -> None:
+    """The paper's conjecture, where the receiver lacks what the sender knows: last-token
+    replace with a map trained through the receiver on its answer loss
+    (``last_token_causal_replace``) beats no-injection -- its paired CI vs no-injection lies
+    above zero. Runs on withheld-regime sources that have its files."""
+    if not _withheld(source):
+        pytest.skip(
+            f"{source.name} is not a withheld-regime source (the receiver sees the context)"
+        )
+    if CAUSAL_LAST_TOKEN not in source.summary:
+        pytest.skip(f"{source.name} has no {CAUSAL_LAST_TOKEN} runs")
+    row = cmp(source, CAUSAL_LAST_TOKEN, "no_inject")
+    msg = measured(f"{_regime(source)}: {ci(row)}", **ci_values(row))
+    assert row.ci_low > 0, msg

@@ -28,6 +28,7 @@ __all__ = [
     "Condition",
     "InjectionPlan",
     "InjectionSpec",
+    "Shuffle",
     "alpha_tag",
     "get_condition",
     "register",
@@ -96,8 +97,20 @@ class InjectionPlan:
         )
 
 
+@dataclass(frozen=True)
+class Shuffle:
+    """The donors a shuffled condition drew: ``donors[i]`` is the eval row whose translated
+    states row ``i`` received (``None``: row dropped, strict); ``singletons`` counts the rows
+    alone in their prompt-length bucket (self-fallbacks, or with ``strict`` the dropped)."""
+
+    donors: tuple[int | None, ...]
+    singletons: int
+    strict: bool
+
+
 ModelsRecord = Literal["pair", "pair_no_site", "receiver_self", "random_direction", "zero_vector"]
-InjectionRecord = Callable[[InjectionSpec | None, float | None, dict[str, Any]], dict[str, Any]]
+# (the spec that ran, the file-name alpha, the shuffle drawn) -> the file's ``injection`` block
+InjectionRecord = Callable[[InjectionSpec | None, float | None, "Shuffle | None"], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ class Condition:
     relay: the receiver reads the sender's natural-language relay instead of the context.
     models: the layout of the result file's ``models`` block.
     injection_record: builds the ``injection`` block from the spec that ran, the file-name
-        alpha and the runner's extras (shuffle donors).
+        alpha and the :class:`Shuffle` drawn (shuffled conditions).
     exact_across_machines: its predictions are the same on every CPU kind, thread count and
         on a GPU (tools/portability.py measures it); False for maps trained through the
         receiver, whose optimisation amplifies float rounding (harness.analysis.tolerance).
@@ -147,18 +160,20 @@ class Condition:
 
 
 # -- the records each condition writes (field names and order as in the published files) ---
-def _no_injection(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+def _no_injection(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
     return {"mode": "none"}
 
 
-def _natural_language(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+def _natural_language(
+    spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None
+) -> dict:
     return {"mode": "natural_language"}
 
 
 def _sourced(source: str, *, with_alpha: bool = False) -> InjectionRecord:
     """A control whose injected states name their source (receiver, zero, random)."""
 
-    def record(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+    def record(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
         assert spec is not None
         mode = "replace_scale_corrected" if spec.mode == "scale_corrected" else spec.mode
         out = {"mode": mode, "timing": spec.timing, "source": source}
@@ -169,7 +184,7 @@ def _sourced(source: str, *, with_alpha: bool = False) -> InjectionRecord:
     return record
 
 
-def _translated(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+def _translated(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
     assert spec is not None
     mode = "replace_scale_corrected" if spec.mode == "scale_corrected" else spec.mode
     out: dict[str, Any] = {
@@ -179,15 +194,14 @@ def _translated(spec: InjectionSpec | None, alpha: float | None, extra: dict) ->
         "alpha": alpha,
         "shuffle_injection_mode": None,
     }
-    if "donors" in extra:
-        strict = bool(extra.get("strict"))
+    if shuffle is not None:
         out["shuffle_injection_mode"] = mode.removeprefix("replace_")
-        out["strict_matched_subset"] = strict
-        out["shuffle_excluded_singleton_count"] = extra["singletons"] if strict else 0
+        out["strict_matched_subset"] = shuffle.strict
+        out["shuffle_excluded_singleton_count"] = shuffle.singletons if shuffle.strict else 0
     return out
 
 
-def _last_token(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
+def _last_token(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
     assert spec is not None
     combine = {"additive": "sum", "mean": "mean", "replace": "replace"}[spec.mode]
     return {
@@ -200,8 +214,14 @@ def _last_token(spec: InjectionSpec | None, alpha: float | None, extra: dict) ->
     }
 
 
-def _causal(spec: InjectionSpec | None, alpha: float | None, extra: dict) -> dict:
-    return {**_translated(spec, None, extra), "translator_objective": "receiver_answer_nll"}
+def _causal(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
+    return {**_translated(spec, None, shuffle), "translator_objective": "receiver_answer_nll"}
+
+
+def _last_token_causal(
+    spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None
+) -> dict:
+    return {**_last_token(spec, alpha, shuffle), "translator_objective": "receiver_answer_nll"}
 
 
 CONDITIONS: dict[str, Condition] = {}
@@ -300,6 +320,14 @@ for _c in (
         "last_token_replace", "extension", False, None, "last token: replace",
         InjectionPlan("translated", "replace", translator="linear", last_token=True),
         _last_token,
+    ),
+    # The paper's conjecture where it has room to be true (issue #20): last-token replace with
+    # a map trained through the receiver on its answer loss, the receiver reading its own
+    # prompt (in the withheld regime, without the context) and the sender the full one.
+    Condition(
+        "last_token_causal_replace", "extension", False, None, "last token: causal replace",
+        InjectionPlan("translated", "replace", translator="causal", last_token=True),
+        _last_token_causal, exact_across_machines=False,
     ),
 ):  # fmt: skip
     register(_c)

@@ -112,15 +112,20 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class TranslatorSpec:
-    method: str
-    lr: float
-    weight_decay: float
-    epochs: int
-    batch_size: int
-    warmup_frac: float
-    val_frac: float
-    ridge: float
-    max_train_prompts: int
+    """How the linear translator is fitted: the protocol's ``[translator]`` table, the one
+    recipe type (``harness.model.translator.fit_translator`` takes it as is, and a fitted
+    translator records it). The defaults are the paper's recipe, for direct calls; a protocol
+    file must still give every value."""
+
+    method: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    epochs: int = 20
+    batch_size: int = 256
+    warmup_frac: float = 0.1
+    val_frac: float = 0.1
+    ridge: float = 1e-3
+    max_train_prompts: int = 560
 
 
 @dataclass(frozen=True)

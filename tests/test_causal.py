@@ -266,3 +266,107 @@ def test_the_fast_path_trains_the_same_map_as_the_full_forward(pair) -> None:
     hist_full = [v for _, v in full.metrics["val_nll_history"]]
     assert hist_fast == pytest.approx(hist_full, rel=1e-4)
     assert list(receiver.gpt_neox.layers) == blocks  # the block list is restored
+
+
+def _withheld(examples, drop: int = 3):
+    """The examples with the receiver's prompt shortened (its first ``drop`` tokens withheld);
+    the sender still reads, and its states cover, the whole prompt."""
+    return [dataclasses.replace(e, prompt_ids=e.prompt_ids[drop:]) for e in examples]
+
+
+def test_last_token_training_injection_equals_the_runners_last_token_injection(pair) -> None:
+    """Last-token training injects what ``last_token_replace`` injects at inference: the
+    sender's last translated state at the receiver's last prompt position, the receiver
+    reading a shorter prompt than the sender; every earlier position is untouched."""
+    receiver, examples, linear, _, _ = pair
+    module = receiver.gpt_neox.layers[2]
+    spec = InjectionSpec("replace", positions="last")
+    batch = _withheld(examples[:3])
+    ids, mask, pos, prompt, _ = _batch(batch, pad_id=1)
+    with torch.no_grad():
+        injected, _ = answer_losses(
+            receiver, batch, pad_id=1, module=module, spec=spec, translate=linear
+        )
+        clean, _ = answer_losses(receiver, batch, pad_id=1)
+    assert not torch.allclose(clean, injected)
+    # the runner's path: left-padded prompts, the last column masked, the last state placed
+    from harness.model.activations import left_pad
+
+    p_ids, p_mask, p_pos = left_pad([e.prompt_ids for e in batch], 1)
+    sources = []
+    for e in batch:
+        src = torch.zeros(len(e.prompt_ids), linear.config.receiver_dim)
+        src[-1] = linear(e.sender_states)[-1]
+        sources.append(src)
+    last = torch.zeros_like(p_mask)
+    last[:, -1] = 1
+    with torch.no_grad():
+        plain = receiver(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos).logits
+        with PrefillInjection(module, spec, pad_sources(sources, p_ids.shape[1]), last):
+            infer = receiver(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos).logits
+    from harness.model.causal import _sites, _sources
+
+    sites = _sites(prompt, spec)
+    assert sites.sum(1).tolist() == [1, 1, 1]
+    source = _sources(batch, linear, sites, spec)
+    hook = _TrainingInjection(module, spec, source, sites)
+    with torch.no_grad(), hook:
+        train = receiver(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    for i, e in enumerate(batch):
+        n = len(e.prompt_ids)
+        a = train[i][prompt[i]]
+        b = infer[i, p_ids.shape[1] - n :]
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
+        # causal attention: every position before the last sees no injection
+        torch.testing.assert_close(b[:-1], plain[i, p_ids.shape[1] - n : -1], atol=1e-5, rtol=0)
+        assert not torch.allclose(b[-1], plain[i, -1])
+
+
+def test_a_last_token_map_trains_with_a_receiver_prompt_that_withholds_tokens(pair) -> None:
+    receiver, examples, linear, x, y = pair
+    t = fit_causal_translator(
+        receiver,
+        receiver.gpt_neox.layers[2],
+        _withheld(examples),
+        init=linear,
+        spec=InjectionSpec("replace", positions="last"),
+        cfg=CFG,
+        seed=0,
+        pad_id=1,
+        token_x=x,
+        token_y=y,
+        token_val_frac=0.2,
+        mode="replace",
+    )
+    m = t.metrics
+    assert t.config.method == "causal_last_token_replace"
+    assert m["best_step"] > 0 and m["fast_path"]
+    assert m["val_answer_nll"] < m["val_answer_nll_init"] - 1e-3, m["val_nll_history"]
+
+
+def test_the_runner_trains_and_runs_the_last_token_causal_map_in_the_withheld_regime(
+    tmp_path,
+) -> None:
+    """``last_token_causal_replace`` on a protocol whose receiver does not see the context:
+    the map is trained with the receiver reading its own (context-free) training prompts."""
+    proto = build_tiny_experiment(tmp_path / "exp", seeds=(42,))
+    text = proto.read_text()
+    old = 'receiver_template = "Context: {context}\\nQ: {question}\\nA:"'
+    assert old in text
+    proto.write_text(text.replace(old, 'receiver_template = "Q: {question}\\nA:"'))
+    out = tmp_path / "out"
+    run_protocol(
+        str(proto), out, conditions=["no_inject", "last_token_causal_replace"], progress=False
+    )
+    f = load_result_file(out / "h1_last_token_causal_replace_fwd_seed42.json")
+    assert f.injection["mode"] == "last_token_replace"
+    assert f.injection["translator_objective"] == "receiver_answer_nll"
+    assert f.raw["translator"]["method"] == "causal_last_token_replace"
+    ckpt = out / f.raw["checkpoint"]
+    assert "causal_last_token_replace-" in ckpt.name
+    assert load_translator(ckpt).config.method == "causal_last_token_replace"
+    # the receiver read the context-free prompt: shorter than the sender's
+    assert all(r["prompt_len_b"] < r["prompt_len_a"] for r in f.per_sample)
+    assert "token_ids_match" not in f.per_sample[0]  # not a sequence-level condition
+    checks = {c.name: c for c in validate([out], load_protocol(proto)).checks}
+    assert checks["extension_files"].passed, checks["extension_files"].detail

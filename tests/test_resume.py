@@ -238,7 +238,8 @@ def test_a_mismatched_activation_cache_file_is_recaptured(tmp_path) -> None:
     import torch
 
     from harness.model.activations import Activations
-    from harness.run.runner import _load_activations, _save_activations
+    from harness.run.cache import load_activations as _load_activations
+    from harness.run.cache import save_activations as _save_activations
 
     ids = [[5, 6, 7], [8, 9]]
     acts = Activations(site="s", states=(torch.ones(3, 4), torch.zeros(2, 4)), token_ids=())
@@ -262,7 +263,9 @@ def test_a_scaled_or_nan_activation_cache_file_is_detected_and_recaptured(tmp_pa
     from safetensors.torch import load_file, save_file
 
     from harness.model.activations import Activations
-    from harness.run.runner import _load_activations, _save_activations, _states_digest
+    from harness.run.cache import load_activations as _load_activations
+    from harness.run.cache import save_activations as _save_activations
+    from harness.run.cache import states_digest as _states_digest
 
     ids = [[5, 6, 7], [8, 9]]
     acts = Activations(site="s", states=(torch.ones(3, 4), torch.full((2, 4), 2.0)), token_ids=())

@@ -218,15 +218,12 @@ def test_plan_counts_the_papers_grid() -> None:
 
 
 def test_token_mismatch_refuses_sequence_level_conditions() -> None:
-    from types import SimpleNamespace
-
     from harness.analysis.evalset import EvalRow
     from harness.run.runner import check_token_match
 
     rows = [EvalRow("a", "c", "q", "x"), EvalRow("b", "c", "q", "y")]
-    d = SimpleNamespace(ids_a=[[1, 2], [3, 4]], ids_b=[[1, 2], [3, 5]])
     with pytest.raises(HarnessError, match="sample b: sender and receiver token ids differ"):
-        check_token_match(rows, d)
+        check_token_match(rows, [[1, 2], [3, 4]], [[1, 2], [3, 5]])
 
 
 @needs_artifact

@@ -8,6 +8,8 @@ MKL's (``MKL_ENABLE_INSTRUCTIONS``) and the thread count stand in for other CPU 
 
     python tools/portability.py --out out/portability          # all variants
     python tools/portability.py --out out/portability --variants ref,threads2
+    python tools/portability.py --protocol protocols/mini-withheld.toml --out out/port-wh
+    python tools/portability.py --conditions no_inject nl_relay last_token_causal_replace
 
 Writes ``<out>/portability.json``: per variant and condition, how many predictions differ
 from the reference and the spread of the word-boundary accuracy and of the paired delta
@@ -47,7 +49,7 @@ VARIANTS: dict[str, tuple[int, dict[str, str]]] = {
 }
 
 
-def run_variant(name: str, out: Path, protocol: str) -> float:
+def run_variant(name: str, out: Path, protocol: str, conditions: list[str] | None = None) -> float:
     threads, extra = VARIANTS[name]
     env = {**os.environ, **extra, "HARNESS_CACHE": str(out / f"{name}-cache")}
     env.pop("HARNESS_EVENTS", None)
@@ -63,7 +65,7 @@ def run_variant(name: str, out: Path, protocol: str) -> float:
             "--out",
             str(out / name),
             "--conditions",
-            "all",
+            *(conditions or ["all"]),
             "--threads",
             str(threads),
             "--no-progress",
@@ -153,6 +155,14 @@ def main() -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--compare-only", action="store_true")
     ap.add_argument(
+        "--conditions",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="run only these conditions (default: all; keep no_inject and nl_relay for the "
+        "paired rows)",
+    )
+    ap.add_argument(
         "--extra",
         action="append",
         default=[],
@@ -171,7 +181,7 @@ def main() -> int:
     if not args.compare_only:
         for n in names:
             if not (out / n / ".done").is_file():
-                times[n] = round(run_variant(n, out, args.protocol), 1)
+                times[n] = round(run_variant(n, out, args.protocol, args.conditions), 1)
                 (out / n / ".done").write_text("ok\n")
     for spec in args.extra:
         name, _, folder = spec.partition("=")

@@ -5,7 +5,9 @@ and closes by conjecturing that useful transfer needs an objective that optimise
 receiver's *use* of the injected states. This module trains the same affine map through the
 frozen receiver: the translated sender states are injected at the receiver block on the
 translator-training prompts (disjoint from the eval) exactly as the ``replace`` or
-``additive`` condition injects them at inference, and the loss is the receiver's
+``additive`` condition injects them at inference (or, for ``last_token_causal_replace``, as
+``last_token_replace`` does: the sender's last state at the receiver's last prompt position,
+the receiver reading its own prompt), and the loss is the receiver's
 cross-entropy on the gold answer tokens (teacher forced), optionally plus a weighted
 normalised-alignment term. Only the map's parameters get gradients; the receiver is frozen.
 
@@ -52,12 +54,15 @@ CausalConfig = CausalSpec
 class CausalExample:
     """One training prompt: receiver prompt ids, its sender states, the gold answer ids.
 
-    ``native``: the receiver block's own output over prompt + answer (filled in by
-    :func:`fit_causal_translator` when the fast path applies).
+    ``sender_states``: the sender's block outputs over its own prompt: one per receiver
+    prompt position for a sequence-level injection; for a last-token one (``positions =
+    "last"``) the sender's prompt may differ (e.g. the receiver's withholds the context) and
+    only its last state is used. ``native``: the receiver block's own output over prompt +
+    answer (filled in by :func:`fit_causal_translator` when the fast path applies).
     """
 
     prompt_ids: tuple[int, ...]
-    sender_states: torch.Tensor  # [len(prompt_ids), sender_dim]
+    sender_states: torch.Tensor  # [sender prompt length, sender_dim]
     answer_ids: tuple[int, ...]
     native: torch.Tensor | None = None  # [len(prompt_ids) + len(answer_ids), receiver_dim]
 
@@ -175,17 +180,31 @@ def _batch(
     return ids, mask, pos, prompt, answer
 
 
+def _sites(prompt: torch.Tensor, spec: InjectionSpec) -> torch.Tensor:
+    """The positions ``spec`` changes: every prompt position, or each row's last one."""
+    if spec.positions == "all":
+        return prompt
+    last = prompt.shape[1] - 1 - prompt.flip(1).int().argmax(1)
+    sites = torch.zeros_like(prompt)
+    sites[torch.arange(len(prompt), device=prompt.device), last] = True
+    return sites
+
+
 def _sources(
-    examples: Sequence[CausalExample], translate: Any, prompt: torch.Tensor, additive: bool
+    examples: Sequence[CausalExample], translate: Any, sites: torch.Tensor, spec: InjectionSpec
 ) -> torch.Tensor:
-    """Translated sender states scattered onto the prompt positions (zeros elsewhere)."""
+    """Translated sender states scattered onto the injection ``sites`` (zeros elsewhere): each
+    position's own, the last one broadcast (additive), or the last one alone (last token)."""
     outs = []
     for e in examples:
+        if spec.positions == "last":
+            outs.append(translate(e.sender_states[-1:]))
+            continue
         t = translate(e.sender_states)
-        outs.append(t[-1:].expand_as(t) if additive else t)
+        outs.append(t[-1:].expand_as(t) if spec.mode == "additive" else t)
     flat = torch.cat(outs, dim=0)
-    src = flat.new_zeros((*prompt.shape, flat.shape[-1]))
-    return src.masked_scatter(prompt.unsqueeze(-1), flat)
+    src = flat.new_zeros((*sites.shape, flat.shape[-1]))
+    return src.masked_scatter(sites.unsqueeze(-1), flat)
 
 
 def answer_losses(
@@ -216,14 +235,15 @@ def answer_losses(
         hook: Any = nullcontext()
     else:
         assert spec is not None
-        src = _sources(examples, translate, prompt, spec.mode == "additive").to(device)
+        sites = _sites(prompt, spec)
+        src = _sources(examples, translate, sites, spec).to(device)
         if upper is not None:
             assert all(e.native is not None for e in examples)
             native = pad_sources([e.native for e in examples], ids.shape[1], device)  # type: ignore[misc]
-            hidden = _inject(spec, native, src, prompt)
+            hidden = _inject(spec, native, src, sites)
             return _nll_and_hit(_upper_logits(receiver, upper, hidden, mask, pos), ids, answer)
         assert module is not None
-        hook = _TrainingInjection(module, spec, src, prompt)
+        hook = _TrainingInjection(module, spec, src, sites)
     with hook:
         logits = receiver(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False
@@ -430,17 +450,11 @@ def fit_causal_translator(
     w_eff = (w_s / std.double()).float().contiguous()
     b_eff = (b_s - (w_s / std.double()) @ mean.double()).float().contiguous()
     config = TranslatorConfig(
-        method=f"causal_{mode}",
+        method=f"causal_{'last_token_' if spec.positions == 'last' else ''}{mode}",
         seed=seed,
         sender_dim=int(token_x.shape[1]),
         receiver_dim=int(token_y.shape[1]),
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        epochs=cfg.steps,
-        batch_size=cfg.batch_size,
-        warmup_frac=cfg.warmup_frac,
-        val_frac=cfg.val_frac,
-        ridge=0.0,
+        recipe=dataclasses.asdict(cfg),
     )
     out = Translator(weight=w_eff, bias=b_eff, config=config)
     out.metrics = {

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_bytes, atomic_write_json
+from harness.protocol import TranslatorSpec
 
 __all__ = [
     "CorruptTranslatorError",
@@ -44,19 +46,22 @@ INIT_SCALE = 1e-2  # std of the AdamW init is INIT_SCALE / sqrt(sender_dim)
 
 @dataclass(frozen=True)
 class TranslatorConfig:
-    """How a translator was fitted (saved next to its weights)."""
+    """What a fitted translator is (saved next to its weights): its method and seed, the
+    widths it maps, and the recipe that fitted it -- the protocol's ``[translator]``
+    (:class:`~harness.protocol.TranslatorSpec`) or ``[causal]`` table, value for value."""
 
     method: str
     seed: int
     sender_dim: int
     receiver_dim: int
-    lr: float
-    weight_decay: float
-    epochs: int
-    batch_size: int
-    warmup_frac: float
-    val_frac: float
-    ridge: float
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TranslatorConfig:
+        """From its saved form (older files kept the recipe's values at the top level)."""
+        rest = dict(raw)
+        core = {k: rest.pop(k) for k in ("method", "seed", "sender_dim", "receiver_dim")}
+        return cls(**core, recipe=rest.pop("recipe", rest))
 
 
 @dataclass
@@ -151,7 +156,7 @@ def _fit_adamw(
     yn: torch.Tensor,
     xv: torch.Tensor,
     yv: torch.Tensor,
-    cfg: TranslatorConfig,
+    cfg: TranslatorSpec,
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     ds, dr = xs.shape[1], yn.shape[1]
@@ -194,25 +199,28 @@ def _fit_adamw(
 def fit_translator(
     x: torch.Tensor,
     y: torch.Tensor,
+    spec: TranslatorSpec | None = None,
     *,
-    method: str,
     seed: int,
-    lr: float = 1e-4,
-    weight_decay: float = 0.01,
-    epochs: int = 20,
-    batch_size: int = 256,
-    warmup_frac: float = 0.1,
-    val_frac: float = 0.1,
-    ridge: float = 1e-3,
+    **overrides: Any,
 ) -> Translator:
     """Fit sender tokens ``x`` ``[n, ds]`` to L2-normalised receiver tokens ``y`` ``[n, dr]``.
 
-    ``method``: ``adamw`` (the paper's recipe), ``ridge`` (closed form) or ``identity`` (no
-    fit, for a pair whose sender is the receiver: the positive control).
+    ``spec``: the recipe (the protocol's ``[translator]`` table; default the paper's), with
+    any of its fields overridden by keyword (``fit_translator(x, y, seed=0, method="ridge")``).
+    Its ``method``: ``adamw`` (the paper's recipe), ``ridge`` (closed form) or ``identity``
+    (no fit, for a pair whose sender is the receiver: the positive control).
 
     Tokens are in prompt order; the last ``val_frac`` is held out for the best-checkpoint
     choice (AdamW) and for the reported metrics. ``seed`` drives every random draw.
     """
+    try:
+        spec = dataclasses.replace(spec or TranslatorSpec(), **overrides)
+    except TypeError as exc:  # an unknown recipe field
+        raise HarnessError(
+            f"fit_translator: {exc}", "see harness.protocol.TranslatorSpec"
+        ) from None
+    method = spec.method
     if x.shape[0] != y.shape[0]:
         raise HarnessError(
             f"translator data mismatch: {x.shape[0]} sender vs {y.shape[0]} receiver tokens",
@@ -233,14 +241,9 @@ def fit_translator(
         seed=seed,
         sender_dim=int(x.shape[1]),
         receiver_dim=int(y.shape[1]),
-        lr=lr,
-        weight_decay=weight_decay,
-        epochs=epochs,
-        batch_size=batch_size,
-        warmup_frac=warmup_frac,
-        val_frac=val_frac,
-        ridge=ridge,
+        recipe=dataclasses.asdict(spec),
     )
+    val_frac = spec.val_frac
     x, y = x.float().cpu(), y.float().cpu()
     tr, va = split_tokens(x.shape[0], val_frac)
     mean, std = _standardise(x[tr])
@@ -254,9 +257,9 @@ def fit_translator(
     else:
         with torch.enable_grad():
             if method == "ridge":
-                w, b = _fit_ridge(xs, yn, ridge)
+                w, b = _fit_ridge(xs, yn, spec.ridge)
             else:
-                w, b, info = _fit_adamw(xs, yn, xv, yv, cfg, gen)
+                w, b, info = _fit_adamw(xs, yn, xv, yv, spec, gen)
         w_eff, b_eff = _fold(w, b, mean.double(), std.double())
     t = Translator(weight=w_eff, bias=b_eff, config=cfg)
     t.metrics = {
@@ -338,7 +341,7 @@ def load_translator(
         t = Translator(
             weight=tensors["weight"],
             bias=tensors["bias"],
-            config=TranslatorConfig(**info["config"]),
+            config=TranslatorConfig.from_dict(info["config"]),
             metrics=info.get("metrics", {}),
         )
     except Exception as exc:  # any failure to parse the pair of files is corruption

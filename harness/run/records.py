@@ -16,17 +16,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.analysis import metrics as M
+from harness.analysis.evalset import EvalRow
 from harness.analysis.results import SCHEMA_VERSION, result_filename
-from harness.conditions import Condition, InjectionSpec, get_condition
+from harness.conditions import Condition, InjectionSpec, Shuffle, get_condition
 from harness.errors import HarnessError
 from harness.protocol import Protocol
 
+if TYPE_CHECKING:  # the runner's role type; records stay torch-free at run time
+    from harness.run.runner import Role
+
 __all__ = [
     "DETERMINISTIC_REASON",
+    "Generated",
     "Job",
+    "JobExtras",
     "build_result",
     "check_resumable",
     "check_token_match",
@@ -50,6 +56,34 @@ class Job:
     direction: str
     seed: int | None
     filename: str
+
+
+@dataclass
+class Generated:
+    """What one result file's generation produced: the samples that ran (``idx``, eval-row
+    indices) and their predictions, plus per sample, when the condition has them, the mean
+    norms of the translated, native and injected vectors (injection) or the relay text and
+    both prompt lengths (the relay)."""
+
+    pred: list[str]
+    idx: list[int]
+    translated_norm: list[float] | None = None
+    b_hidden_norm: list[float] | None = None
+    injected_norm: list[float] | None = None
+    relay: list[str] | None = None
+    sender_prompt_len: list[int] | None = None
+    prompt_len_b: list[int] | None = None
+
+
+@dataclass
+class JobExtras:
+    """What a translator condition adds to its file: the checkpoint it used (relative to the
+    output folder), the translator's record (seed, direction, method, held-out metrics) and,
+    for shuffles, the donors drawn."""
+
+    checkpoint: str | None = None
+    translator: dict[str, Any] | None = None
+    shuffle: Shuffle | None = None
 
 
 def plan_jobs(
@@ -85,9 +119,13 @@ def plan_jobs(
     return jobs
 
 
-def check_token_match(rows: Sequence[Any], d: Any) -> None:
+def check_token_match(
+    rows: Sequence[EvalRow],
+    sender_ids: Sequence[Sequence[int]],
+    receiver_ids: Sequence[Sequence[int]],
+) -> None:
     """Refuse sequence-level injection when sender and receiver token ids differ."""
-    for row, a, b in zip(rows, d.ids_a, d.ids_b, strict=True):
+    for row, a, b in zip(rows, sender_ids, receiver_ids, strict=True):
         if a != b:
             raise HarnessError(
                 f"sample {row.sample_id}: sender and receiver token ids differ "
@@ -101,41 +139,41 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def injection_dict(
-    cond: Condition, spec: InjectionSpec | None, alpha: float | None, extra: dict[str, Any]
+    cond: Condition, spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None
 ) -> dict:
     """The ``injection`` block of a result file, from the spec that ran (artifact layout)."""
-    return cond.injection_record(spec, alpha, extra)
+    return cond.injection_record(spec, alpha, shuffle)
 
 
-def models_dict(cond: Condition, d: Any) -> dict[str, Any]:
+def models_dict(cond: Condition, sender: Role, receiver: Role) -> dict[str, Any]:
     """The ``models`` block: who sent the injected states, and at which blocks."""
-    receiver = {"model_b": d.receiver_name, "layer_b": d.site_b}
     if cond.models == "receiver_self":
         return {
-            "model_a": d.receiver_name,
-            "model_b": d.receiver_name,
-            "layer_a": d.site_b,
-            "layer_b": d.site_b,
+            "model_a": receiver.name,
+            "model_b": receiver.name,
+            "layer_a": receiver.site,
+            "layer_b": receiver.site,
         }
     if cond.models in ("random_direction", "zero_vector"):
-        return {"model_a": cond.models, "model_b": receiver["model_b"], "layer_a": None,
-                "layer_b": receiver["layer_b"]}  # fmt: skip
+        return {"model_a": cond.models, "model_b": receiver.name, "layer_a": None,
+                "layer_b": receiver.site}  # fmt: skip
     return {
-        "model_a": d.sender_name,
-        "model_b": d.receiver_name,
-        "layer_a": None if cond.models == "pair_no_site" else d.site_a,
-        "layer_b": d.site_b,
+        "model_a": sender.name,
+        "model_b": receiver.name,
+        "layer_a": None if cond.models == "pair_no_site" else sender.site,
+        "layer_b": receiver.site,
     }
 
 
 def build_result(
-    protocol: Any,
-    job: Any,
+    protocol: Protocol,
+    job: Job,
     cond: Condition,
-    d: Any,
-    rows: Sequence[Any],
-    samples: dict[str, Any],
-    extra: dict[str, Any],
+    sender: Role,
+    receiver: Role,
+    rows: Sequence[EvalRow],
+    gen: Generated,
+    extras: JobExtras,
     *,
     eval_sha: str,
     device: str,
@@ -149,13 +187,11 @@ def build_result(
     alpha = protocol.alpha_for(cond.alpha)
     translator_like = cond.uses_translator
     injected = cond.plan is not None
-    donors = extra.get("donors")
-    singles = extra.get("singletons", 0)
-    strict = bool(extra.get("strict"))
+    shuffle = extras.shuffle
     per_sample: list[dict[str, Any]] = []
-    for k, i in enumerate(samples["idx"]):
+    for k, i in enumerate(gen.idx):
         row = rows[i]
-        pred = samples["pred"][k]
+        pred = gen.pred[k]
         rec: dict[str, Any] = {
             "idx": i,
             "sample_id": row.sample_id,
@@ -171,11 +207,13 @@ def build_result(
         for key in ("source_eval_index", "source_component_file"):
             if key in row.extra:
                 rec[key] = row.extra[key]
-        len_a, len_b = len(d.ids_a[i]), len(d.ids_b[i])
+        len_a, len_b = len(sender.ids[i]), len(receiver.ids[i])
         if cond.relay:
-            rec["relay"] = samples["relay"][k]
-            rec["sender_prompt_len"] = samples["sender_prompt_len"][k]
-            rec["prompt_len_b"] = samples["prompt_len_b"][k]
+            assert gen.relay is not None and gen.sender_prompt_len is not None
+            assert gen.prompt_len_b is not None
+            rec["relay"] = gen.relay[k]
+            rec["sender_prompt_len"] = gen.sender_prompt_len[k]
+            rec["prompt_len_b"] = gen.prompt_len_b[k]
             rec["prompt_mode"] = "nl_relay"
         elif translator_like:
             rec["prompt_len_a"] = len_a
@@ -185,15 +223,18 @@ def build_result(
             rec["prompt_len_b"] = len_b
             rec["prompt_mode"] = "full_input"
         if injected and cond.sequence_level:
-            rec["token_ids_match"] = d.ids_a[i] == d.ids_b[i]
+            rec["token_ids_match"] = sender.ids[i] == receiver.ids[i]
             rec["seq_len_match"] = len_a == len_b
         if injected:
-            rec["translated_norm_mean"] = samples["translated_norm"][k]
-            rec["b_hidden_norm_mean"] = samples["b_hidden_norm"][k]
-            rec["injected_norm_mean"] = samples["injected_norm"][k]
-        if donors is not None:
-            rec["shuffle_donor_idx"] = donors[i]
-            rec["shuffle_self_fallback"] = donors[i] == i
+            assert gen.translated_norm is not None and gen.b_hidden_norm is not None
+            assert gen.injected_norm is not None
+            rec["translated_norm_mean"] = gen.translated_norm[k]
+            rec["b_hidden_norm_mean"] = gen.b_hidden_norm[k]
+            rec["injected_norm_mean"] = gen.injected_norm[k]
+        if shuffle is not None:
+            singles, strict = shuffle.singletons, shuffle.strict
+            rec["shuffle_donor_idx"] = shuffle.donors[i]
+            rec["shuffle_self_fallback"] = shuffle.donors[i] == i
             rec["shuffle_fallback_count_run"] = 0 if strict else singles
             rec["shuffle_excluded_singleton_count_run"] = singles if strict else 0
         per_sample.append(rec)
@@ -215,7 +256,7 @@ def build_result(
         "generation": protocol.decoding.generation_config(),
         "sender_generation": (protocol.decoding.relay_generation_config() if cond.relay else None),
     }
-    if donors is not None:
+    if shuffle is not None:
         config["source_clean_eval_n_samples"] = len(rows)
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -225,9 +266,9 @@ def build_result(
         "seed": job.seed,
         "deterministic": cond.deterministic,
         "config": config,
-        "models": models_dict(cond, d),
-        "checkpoint": extra.get("checkpoint"),
-        "injection": injection_dict(cond, spec, alpha, extra),
+        "models": models_dict(cond, sender, receiver),
+        "checkpoint": extras.checkpoint,
+        "injection": injection_dict(cond, spec, alpha, shuffle),
     }
     if cond.plan is not None and cond.deterministic:
         data["deterministic_reason"] = DETERMINISTIC_REASON
@@ -248,8 +289,8 @@ def build_result(
         "token_mismatch_count": sum(1 for v in col("token_ids_match") if not v),
         "shuffle_self_fallback_count": sum(1 for v in col("shuffle_self_fallback") if v),
     }
-    if "translator" in extra:
-        data["translator"] = extra["translator"]
+    if extras.translator is not None:
+        data["translator"] = extras.translator
     return data
 
 

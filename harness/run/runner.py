@@ -15,7 +15,6 @@ out). Which files a run writes and their exact fields live in :mod:`harness.run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -29,10 +28,9 @@ import torch
 
 from harness import events
 from harness.analysis.evalset import EvalRow, load_evalset
-from harness.analysis.results import load_result_file, write_result_file
-from harness.conditions import CONDITIONS, Condition
+from harness.analysis.results import write_result_file
+from harness.conditions import CONDITIONS, Condition, Shuffle
 from harness.errors import HarnessError
-from harness.io import atomic_write_bytes
 from harness.model.activations import Activations, capture, check_finite
 from harness.model.generate import GenerationSettings, decode_new, generate_tokens
 from harness.model.injection import (
@@ -43,26 +41,52 @@ from harness.model.injection import (
     shuffle_donors,
 )
 from harness.model.models import ModelPair, load_pair, resolve_block
-from harness.model.translator import (
-    CorruptTranslatorError,
-    Translator,
-    fit_translator,
-    load_translator,
-    save_translator,
-)
+from harness.model.translator import Translator, fit_translator
 from harness.protocol import Protocol, load_protocol
+from harness.run.cache import RunCache, ids_hash, short_hash
 from harness.run.records import (
+    Generated,
     Job,
+    JobExtras,
     build_result,
-    check_resumable,
     check_token_match,
     plan_jobs,
     provenance,
 )
 
-__all__ = ["Job", "RunOptions", "check_token_match", "plan_jobs", "run_protocol"]
+__all__ = ["Job", "Role", "RunOptions", "check_token_match", "plan_jobs", "run_protocol"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Role:
+    """One side of a direction: the sender or the receiver.
+
+    model and its block ``module`` at ``site`` (resolved from the relative depth), its
+    ``tokenizer``, the eval prompts it reads as token ids (``ids``: the protocol's
+    ``template`` for the sender, ``receiver_template`` for the receiver), the greedy
+    decoding it generates with (the relay for the sender, the answer for the receiver), and
+    its block outputs over ``ids`` once captured (``states``)."""
+
+    kind: str  # "sender" or "receiver"
+    name: str
+    model: Any
+    site: str
+    module: Any
+    tokenizer: Any
+    ids: list[list[int]]
+    settings: GenerationSettings
+    states: Activations | None = None
+
+    @property
+    def width(self) -> int:
+        """Hidden width of the residual stream (the input embedding size)."""
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def pad_id(self) -> int:
+        return self.settings.pad_token_id
 
 
 @dataclass
@@ -70,22 +94,8 @@ class _Direction:
     """Everything one direction's conditions share (computed lazily, once)."""
 
     direction: str
-    sender: Any
-    sender_name: str
-    receiver: Any
-    receiver_name: str
-    site_a: str
-    module_a: Any
-    site_b: str
-    module_b: Any
-    ids_a: list[list[int]]
-    ids_b: list[list[int]]
-    tok_a: Any  # the sender's tokenizer (relay prompt and relay text)
-    tok_b: Any  # the receiver's tokenizer (prompts and answers)
-    settings: GenerationSettings  # the receiver's answer decoding
-    relay_settings: GenerationSettings  # the sender's relay decoding
-    states_a: Activations | None = None
-    states_b: Activations | None = None
+    sender: Role
+    receiver: Role
     translators: dict[Any, tuple[Translator, str]] = field(default_factory=dict)
     train: tuple[torch.Tensor, torch.Tensor] | None = None
     # translator-training rows, their receiver prompt ids and per-prompt sender states
@@ -110,6 +120,7 @@ class _Run:
     ) -> None:
         self.p = protocol
         self.out = out_dir
+        self.cache = RunCache(out_dir, protocol)
         self.rows = list(rows)
         self.eval_sha = eval_sha
         self.pair = pair
@@ -133,101 +144,70 @@ class _Run:
         tpl = self.p.prompt.receiver_template if receiver else self.p.prompt.template
         return [tpl.format(context=r.context, question=r.question) for r in rows]
 
+    @property
+    def _init_tag(self) -> str:
+        return self.pair.init if self.pair.init == "pretrained" else f"random{self.init_seed}"
+
     def direction(self, name: str) -> _Direction:
         if name not in self.dirs:
             sender, s_name, receiver, r_name = self.pair.oriented(name)
-            site_a, mod_a, _ = resolve_block(sender, self.pair.relative_depth)
-            site_b, mod_b, _ = resolve_block(receiver, self.pair.relative_depth)
             tok_a, tok_b = self.pair.tokenizers(name)
-            texts = self.prompts(self.rows)
-            receiver_texts = self.prompts(self.rows, receiver=True)
             decoding = self.p.decoding
+
+            def role(kind: str, model: Any, model_name: str, tok: Any) -> Role:
+                site, module, _ = resolve_block(model, self.pair.relative_depth)
+                receiver_side = kind == "receiver"
+                return Role(
+                    kind,
+                    model_name,
+                    model,
+                    site,
+                    module,
+                    tok,
+                    ids=self.encode(self.prompts(self.rows, receiver=receiver_side), tok),
+                    settings=GenerationSettings.from_protocol(
+                        decoding, tok, relay=not receiver_side
+                    ),
+                )
+
             self.dirs[name] = _Direction(
                 name,
-                sender,
-                s_name,
-                receiver,
-                r_name,
-                site_a,
-                mod_a,
-                site_b,
-                mod_b,
-                ids_a=self.encode(texts, tok_a),
-                ids_b=self.encode(receiver_texts, tok_b),
-                tok_a=tok_a,
-                tok_b=tok_b,
-                settings=GenerationSettings.from_protocol(decoding, tok_b),
-                relay_settings=GenerationSettings.from_protocol(decoding, tok_a, relay=True),
+                sender=role("sender", sender, s_name, tok_a),
+                receiver=role("receiver", receiver, r_name, tok_b),
             )
         return self.dirs[name]
 
-    def _capture(
-        self,
-        model: Any,
-        module: Any,
-        site: str,
-        ids: list[list[int]],
-        pad_id: int,
-        *,
-        model_name: str,
-        what: str,
-        labels: Sequence[str],
-    ) -> Activations:
-        """Block outputs of ``model`` at ``site`` over ``ids``, computed once per output folder.
+    def capture(self, role: Role, ids: list[list[int]], labels: Sequence[str]) -> Activations:
+        """``role``'s block outputs over ``ids``, computed once per output folder (the
+        activation cache of :class:`~harness.run.cache.RunCache`, under a file lock, so
+        processes that share the folder capture each set once and a resumed run reloads it)."""
+        tag = short_hash(f"{role.name}|{role.site}|{role.pad_id}|{self.bs}")
+        t0 = time.perf_counter()
 
-        Cached on disk (``OUT/.cache/activations/PROTOCOL_HASH/``, safetensors, under a file
-        lock) so processes that share the folder, such as pytest-xdist workers splitting a
-        grid, capture each activation set once; a resumed run reloads them. A cache file that
-        does not match the prompts is recaptured."""
-        from filelock import FileLock
+        def compute() -> Activations:
+            acts = capture(
+                role.model, role.module, ids, site=role.site, pad_id=role.pad_id,
+                batch_size=self.bs,
+            )  # fmt: skip
+            check_finite(acts.states, what=f"{role.kind} activations", site=role.site,
+                         labels=labels)  # fmt: skip
+            return acts
 
-        ids_tag = _ids_hash(ids)
-        init = self.pair.init if self.pair.init == "pretrained" else f"random{self.init_seed}"
-        tag = _short_hash(f"{model_name}|{site}|{pad_id}|{self.bs}")
-        key = f"{init}-{tag}-n{len(ids)}-{ids_tag}"
-        folder = self.out / ".cache" / "activations" / self.p.hash
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{site}-{key}.safetensors"
-        with FileLock(str(path.with_suffix(".lock"))):
-            acts = _load_activations(path, site, ids)
-            if acts is None:
-                t0 = time.perf_counter()
-                acts = capture(model, module, ids, site=site, pad_id=pad_id, batch_size=self.bs)
-                check_finite(acts.states, what=what, site=site, labels=labels)
-                _save_activations(path, acts)
-                events.record("activations", key=f"{self.p.hash}:{site}:{len(ids)}:{ids_tag}")
-                self.timings["capture_s"] = (
-                    self.timings.get("capture_s", 0.0) + time.perf_counter() - t0
-                )
+        acts, computed = self.cache.activations(role.site, f"{self._init_tag}-{tag}", ids, compute)
+        if computed:
+            events.record(
+                "activations", key=f"{self.p.hash}:{role.site}:{len(ids)}:{ids_hash(ids)}"
+            )
+            self.timings["capture_s"] = (
+                self.timings.get("capture_s", 0.0) + time.perf_counter() - t0
+            )
         return acts
 
-    def sender_states(self, d: _Direction) -> Activations:
-        if d.states_a is None:
-            d.states_a = self._capture(
-                d.sender,
-                d.module_a,
-                d.site_a,
-                d.ids_a,
-                d.relay_settings.pad_token_id,
-                model_name=d.sender_name,
-                what="sender activations",
-                labels=[r.sample_id for r in self.rows],
-            )
-        return d.states_a
-
-    def receiver_states(self, d: _Direction) -> Activations:
-        if d.states_b is None:
-            d.states_b = self._capture(
-                d.receiver,
-                d.module_b,
-                d.site_b,
-                d.ids_b,
-                d.settings.pad_token_id,
-                model_name=d.receiver_name,
-                what="receiver activations",
-                labels=[r.sample_id for r in self.rows],
-            )
-        return d.states_b
+    def states(self, role: Role) -> Activations:
+        """``role``'s block outputs over the eval prompts it reads (captured once)."""
+        if role.states is None:
+            role.states = self.capture(role, role.ids, [r.sample_id for r in self.rows])
+        return role.states
 
     # -- translators ---------------------------------------------------------------------
     def _train_tokens(self, d: _Direction) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,175 +218,124 @@ class _Run:
             if self.train_limit is not None:
                 cap = min(cap, self.train_limit)
             texts = self.prompts(rows[:cap])
-            ids_a, ids_b = self.encode(texts, d.tok_a), self.encode(texts, d.tok_b)
+            ids_a = self.encode(texts, d.sender.tokenizer)
+            ids_b = self.encode(texts, d.receiver.tokenizer)
             for row, a, b in zip(rows, ids_a, ids_b, strict=False):
                 if a != b:
                     raise HarnessError(
                         f"translator prompt {row.sample_id}: sender and receiver token ids differ",
                         "the translator pairs positions, so both models must share a tokenizer",
                     )
-            pad_a, pad_b = d.relay_settings.pad_token_id, d.settings.pad_token_id
             labels = [f"{r.sample_id} (translator training)" for r in rows[: len(ids_a)]]
-            sender_acts = self._capture(
-                d.sender,
-                d.module_a,
-                d.site_a,
-                ids_a,
-                pad_a,
-                model_name=d.sender_name,
-                what="sender activations",
-                labels=labels,
-            )
+            sender_acts = self.capture(d.sender, ids_a, labels)
             xa = sender_acts.concat()
-            xb = self._capture(
-                d.receiver,
-                d.module_b,
-                d.site_b,
-                ids_b,
-                pad_b,
-                model_name=d.receiver_name,
-                what="receiver activations",
-                labels=labels,
-            ).concat()
+            xb = self.capture(d.receiver, ids_b, labels).concat()
             d.train = (xa, xb)
             d.train_prompts = (rows[: len(ids_b)], ids_b, sender_acts)
         return d.train
 
-    def _cached_translator(self, d: _Direction, base: Path) -> Translator | None:
-        """The cached translator at ``base``, or None when absent or corrupt (then refit)."""
-        if not base.with_suffix(".safetensors").is_file():
-            return None
-        try:
-            return load_translator(
-                base, sender_dim=_width(d.sender), receiver_dim=_width(d.receiver)
-            )
-        except CorruptTranslatorError as exc:
-            log.warning("%s; refitting it", exc.what)
-            return None
+    def _cached_translator(
+        self, d: _Direction, key: str, fit: Any, what: str
+    ) -> tuple[Translator, str]:
+        """The translator cached under ``key`` or ``fit()``'s (timed, stored, logged)."""
+
+        def timed_fit() -> Translator:
+            t0 = time.perf_counter()
+            tr = fit()
+            tr.metrics["fit_seconds"] = round(time.perf_counter() - t0, 3)
+            return tr
+
+        tr, rel, fitted = self.cache.translator(
+            key, timed_fit, sender_dim=d.sender.width, receiver_dim=d.receiver.width
+        )
+        if fitted:
+            events.record("translator", key=f"{self.p.hash}:{key}")
+            log.info("%s %s: %s", what, key, _headline(tr.metrics))
+        return tr, rel
 
     def translator(self, d: _Direction, seed: int) -> tuple[Translator, str]:
-        if seed in d.translators:
-            return d.translators[seed]
-        from filelock import FileLock
+        """The protocol's linear translator for ``seed`` (fitted once, cached on disk)."""
+        if seed not in d.translators:
+            ts = self.p.translator
 
-        ts = self.p.translator
-        key, cache_dir = self._translator_key(d, seed)
-        base = cache_dir / key
-        with FileLock(str(cache_dir / f"{key}.lock")):
-            tr = self._cached_translator(d, base)
-            if tr is None:
+            def fit() -> Translator:
                 xa, xb = self._train_tokens(d)
-                t0 = time.perf_counter()
-                tr = fit_translator(
-                    xa,
-                    xb,
-                    method=ts.method,
-                    seed=seed,
-                    lr=ts.lr,
-                    weight_decay=ts.weight_decay,
-                    epochs=ts.epochs,
-                    batch_size=ts.batch_size,
-                    warmup_frac=ts.warmup_frac,
-                    val_frac=ts.val_frac,
-                    ridge=ts.ridge,
-                )
-                tr.metrics["fit_seconds"] = round(time.perf_counter() - t0, 3)
-                save_translator(tr, base)
-                events.record("translator", key=f"{self.p.hash}:{key}")
-                log.info(
-                    "translator %s: %s",
-                    key,
-                    {k: tr.metrics[k] for k in ("normalized_r2", "normalized_cosine")},
-                )
-        rel = os.path.relpath(base.with_suffix(".safetensors"), self.out)
-        d.translators[seed] = (tr, rel)
+                return fit_translator(xa, xb, ts, seed=seed)
+
+            d.translators[seed] = self._cached_translator(
+                d, self._translator_key(d, seed), fit, "translator"
+            )
         return d.translators[seed]
 
-    def _translator_key(self, d: _Direction, seed: int, kind: str = "") -> tuple[str, Path]:
-        """Cache key and folder of a translator (``kind`` prefixes non-linear ones)."""
+    def _translator_key(self, d: _Direction, seed: int, kind: str = "") -> str:
+        """Cache key of a translator (``kind`` prefixes non-linear ones)."""
         ts = self.p.translator
         n_train = (
             ts.max_train_prompts
             if self.train_limit is None
             else min(ts.max_train_prompts, self.train_limit)
         )
-        tok_tag = _short_hash(self.pair.tokenizer_source + self.pair.sender_tokenizer_source)
-        init = self.pair.init if self.pair.init == "pretrained" else f"random{self.init_seed}"
-        key = f"{kind}{init}-tok{tok_tag}-{d.direction}-seed{seed}-n{n_train}"
-        cache_dir = self.out / ".cache" / "translators" / self.p.hash
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        return key, cache_dir
+        tok_tag = short_hash(self.pair.tokenizer_source + self.pair.sender_tokenizer_source)
+        return f"{kind}{self._init_tag}-tok{tok_tag}-{d.direction}-seed{seed}-n{n_train}"
 
     def causal_translator(self, d: _Direction, seed: int, condition: str) -> tuple[Translator, str]:
         """The translator trained through the receiver for ``condition`` (cached like the
         linear one; initialised from the linear translator of the same seed)."""
         if (condition, seed) in d.translators:
             return d.translators[(condition, seed)]
-        from filelock import FileLock
-
-        from harness.model.causal import CausalConfig, CausalExample, fit_causal_translator
+        from harness.model.causal import CausalExample, fit_causal_translator
 
         plan = CONDITIONS[condition].plan
         assert plan is not None and plan.translator == "causal"
         mode = plan.mode
         linear, _ = self.translator(d, seed)
-        key, cache_dir = self._translator_key(d, seed, kind=f"causal_{mode}-")
-        base = cache_dir / key
-        with FileLock(str(cache_dir / f"{key}.lock")):
-            tr = self._cached_translator(d, base)
-            if tr is None:
-                xa, xb = self._train_tokens(d)
-                assert d.train_prompts is not None
-                rows, ids_b, acts = d.train_prompts
-                examples = [
-                    CausalExample(
-                        tuple(ids),
-                        states,
-                        tuple(d.tok_b(" " + row.answer, add_special_tokens=False)["input_ids"]),
-                    )
-                    for row, ids, states in zip(rows, ids_b, acts.states, strict=True)
-                ]
-                t0 = time.perf_counter()
-                tr = fit_causal_translator(
-                    d.receiver,
-                    d.module_b,
-                    examples,
-                    init=linear,
-                    spec=plan.spec(self.p),
-                    cfg=CausalConfig(**dataclasses.asdict(self.p.causal)),
-                    seed=seed,
-                    pad_id=d.settings.pad_token_id,
-                    token_x=xa,
-                    token_y=xb,
-                    token_val_frac=self.p.translator.val_frac,
-                    mode=mode,
+
+        def fit() -> Translator:
+            xa, xb = self._train_tokens(d)
+            assert d.train_prompts is not None
+            rows, ids_b, acts = d.train_prompts
+            tok = d.receiver.tokenizer
+            if plan.last_token:  # the receiver reads its own prompt (maybe without context)
+                ids_b = self.encode(self.prompts(rows, receiver=True), tok)
+            examples = [
+                CausalExample(
+                    tuple(ids),
+                    states,
+                    tuple(tok(" " + row.answer, add_special_tokens=False)["input_ids"]),
                 )
-                tr.metrics["fit_seconds"] = round(time.perf_counter() - t0, 3)
-                save_translator(tr, base)
-                events.record("translator", key=f"{self.p.hash}:{key}")
-                log.info(
-                    "causal translator %s: held-out answer NLL %.3f (no injection %.3f, init %.3f)",
-                    key,
-                    tr.metrics["val_answer_nll"],
-                    tr.metrics["val_answer_nll_no_inject"],
-                    tr.metrics["val_answer_nll_init"],
-                )
-        rel = os.path.relpath(base.with_suffix(".safetensors"), self.out)
-        d.translators[(condition, seed)] = (tr, rel)
+                for row, ids, states in zip(rows, ids_b, acts.states, strict=True)
+            ]
+            return fit_causal_translator(
+                d.receiver.model,
+                d.receiver.module,
+                examples,
+                init=linear,
+                spec=plan.spec(self.p),
+                cfg=self.p.causal,
+                seed=seed,
+                pad_id=d.receiver.pad_id,
+                token_x=xa,
+                token_y=xb,
+                token_val_frac=self.p.translator.val_frac,
+                mode=mode,
+            )
+
+        kind = f"causal_{'last_token_' if plan.last_token else ''}{mode}-"
+        key = self._translator_key(d, seed, kind=kind)
+        d.translators[(condition, seed)] = self._cached_translator(d, key, fit, "causal translator")
         return d.translators[(condition, seed)]
 
     # -- generation ----------------------------------------------------------------------
     def generate(
         self,
-        model: Any,
+        role: Role,
         ids: list[list[int]],
-        settings: GenerationSettings,
-        tok: Any,
-        module: Any = None,
         spec: InjectionSpec | None = None,
         sources: Sequence[torch.Tensor] | None = None,
         bar: Any = None,
     ) -> tuple[list[str], dict[str, list[float]]]:
+        """``role``'s greedy continuations of ``ids`` (decoded new text), with ``sources``
+        injected at its block by ``spec`` on the prefill, and the hook's per-sample norms."""
         hooks: list[tuple[list[int], PrefillInjection]] = []
 
         def factory(idx: list[int], mask: torch.Tensor) -> PrefillInjection:
@@ -415,14 +344,14 @@ class _Run:
             if spec.positions == "last":  # left padded: the last column is each last token
                 mask = torch.zeros_like(mask)
                 mask[:, -1] = 1
-            hook = PrefillInjection(module, spec, src, mask)
+            hook = PrefillInjection(role.module, spec, src, mask)
             hooks.append((idx, hook))
             return hook
 
         new = generate_tokens(
-            model,
+            role.model,
             ids,
-            settings,
+            role.settings,
             batch_size=self.bs,
             use_cache=self.use_cache,
             injection=factory if spec is not None else None,
@@ -436,7 +365,7 @@ class _Run:
             for key in stats:
                 for i, v in zip(idx, hook.stats[key], strict=True):
                     stats[key][i] = v
-        return [decode_new(tok, t) for t in new], stats
+        return [decode_new(role.tokenizer, t) for t in new], stats
 
     # -- one result file -----------------------------------------------------------------
     def run_job(self, job: Job, bar: Any = None) -> Path:
@@ -444,26 +373,27 @@ class _Run:
         d = self.direction(job.direction)
         t0 = time.perf_counter()
         if cond.sequence_level:
-            check_token_match(self.rows, d)
-        extra: dict[str, Any] = {}
+            check_token_match(self.rows, d.sender.ids, d.receiver.ids)
+        extras = JobExtras()
         spec = None
         if cond.relay:
-            samples = self._relay(d, bar)
+            gen = self._relay(d, bar)
         elif cond.plan is None:
-            preds, _ = self.generate(d.receiver, d.ids_b, d.settings, d.tok_b, bar=bar)
-            samples = {"pred": preds, "idx": list(range(len(self.rows)))}
+            preds, _ = self.generate(d.receiver, d.receiver.ids, bar=bar)
+            gen = Generated(preds, list(range(len(self.rows))))
         else:
             spec = cond.plan.spec(self.p)
-            samples, extra = self._inject(cond, spec, job, d, bar)
+            gen, extras = self._inject(cond, spec, job, d, bar)
         elapsed = time.perf_counter() - t0
         data = build_result(
             self.p,
             job,
             cond,
-            d,
+            d.sender,
+            d.receiver,
             self.rows,
-            samples,
-            extra,
+            gen,
+            extras,
             eval_sha=self.eval_sha,
             device=self.device,
             elapsed=elapsed,
@@ -484,164 +414,115 @@ class _Run:
         events.record("result_file", key=f"{self.p.hash}:{path.name}")
         return path
 
-    def _relay(self, d: _Direction, bar: Any) -> dict[str, Any]:
+    def _relay(self, d: _Direction, bar: Any) -> Generated:
         tpl = self.p.prompt.relay_sender_template
-        sender_ids = self.encode([tpl.format(context=r.context) for r in self.rows], d.tok_a)
-        relays, _ = self.generate(d.sender, sender_ids, d.relay_settings, d.tok_a)
+        sender_ids = self.encode(
+            [tpl.format(context=r.context) for r in self.rows], d.sender.tokenizer
+        )
+        relays, _ = self.generate(d.sender, sender_ids)
         rtpl = self.p.prompt.relay_receiver_template
         texts = [
             rtpl.format(relay=rel, question=r.question)
             for rel, r in zip(relays, self.rows, strict=True)
         ]
-        recv_ids = self.encode(texts, d.tok_b)
-        preds, _ = self.generate(d.receiver, recv_ids, d.settings, d.tok_b, bar=bar)
-        return {
-            "pred": preds,
-            "idx": list(range(len(self.rows))),
-            "relay": relays,
-            "sender_prompt_len": [len(t) for t in sender_ids],
-            "prompt_len_b": [len(t) for t in recv_ids],
-        }
+        recv_ids = self.encode(texts, d.receiver.tokenizer)
+        preds, _ = self.generate(d.receiver, recv_ids, bar=bar)
+        return Generated(
+            preds,
+            list(range(len(self.rows))),
+            relay=relays,
+            sender_prompt_len=[len(t) for t in sender_ids],
+            prompt_len_b=[len(t) for t in recv_ids],
+        )
 
     def _inject(
         self, cond: Condition, spec: InjectionSpec, job: Job, d: _Direction, bar: Any
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[Generated, JobExtras]:
         """Generate with ``cond``'s plan: gather the states it injects, then run ``spec``."""
         plan = cond.plan
         assert plan is not None
+        receiver = d.receiver
         n = len(self.rows)
-        lengths = [len(t) for t in d.ids_b]
+        lengths = [len(t) for t in receiver.ids]
         idx = list(range(n))
-        extra: dict[str, Any] = {}
+        extras = JobExtras()
+        shown: list[torch.Tensor] | None = None  # what the file reports as translated
         if plan.states == "receiver":
-            sources = list(self.receiver_states(d).states)
+            sources = list(self.states(receiver).states)
         elif plan.states == "zero":
-            dim = int(d.receiver.get_input_embeddings().weight.shape[1])
-            sources = [torch.zeros(k, dim) for k in lengths]
+            sources = [torch.zeros(k, receiver.width) for k in lengths]
         elif plan.states == "random":
-            dim = int(d.receiver.get_input_embeddings().weight.shape[1])
-            sources = random_directions(lengths, dim, _seed(job))
+            sources = random_directions(lengths, receiver.width, _seed(job))
         else:
             if plan.translator == "causal":
                 tr, ckpt = self.causal_translator(d, _seed(job), cond.name)
             else:
                 tr, ckpt = self.translator(d, _seed(job))
-            extra["checkpoint"] = ckpt
-            extra["translator"] = {
+            extras.checkpoint = ckpt
+            extras.translator = {
                 "seed": job.seed,
                 "direction": job.direction,
                 "method": tr.config.method,
                 **tr.metrics,
             }
-            translated = [tr(s) for s in self.sender_states(d).states]
+            translated = [tr(s) for s in self.states(d.sender).states]
             check_finite(
                 translated,
                 what="translator output",
-                site=f"{d.site_a} -> {d.site_b} ({ckpt})",
+                site=f"{d.sender.site} -> {receiver.site} ({ckpt})",
                 labels=[r.sample_id for r in self.rows],
                 fix="the translator is numerically broken: delete it from the translator "
                 "cache to refit it, and check the sender activations",
             )
             if plan.last_token:  # the sender's last state, at the receiver's last position
                 sources = []
-                for t, ids in zip(translated, d.ids_b, strict=True):
+                for t, ids in zip(translated, receiver.ids, strict=True):
                     src = torch.zeros(len(ids), t.shape[-1], dtype=t.dtype)
                     src[-1] = t[-1]
                     sources.append(src)
-                extra["translated"] = [t[-1:] for t in translated]
+                shown = [t[-1:] for t in translated]
             elif plan.last_broadcast:
                 sources = [t[-1:].expand_as(t) for t in translated]
-                extra["translated"] = translated
+                shown = translated
             elif plan.shuffle is not None:
                 strict = plan.shuffle == "strict"
                 donors, singles = shuffle_donors(lengths, _seed(job), strict=strict)
                 idx = [i for i in range(n) if donors[i] is not None]
                 sources = [translated[donors[i]] for i in idx]  # type: ignore[index]
-                extra.update(donors=donors, singletons=singles, strict=strict)
+                extras.shuffle = Shuffle(tuple(donors), singles, strict)
             else:
                 sources = translated
-        ids = [d.ids_b[i] for i in idx]
-        preds, stats = self.generate(
-            d.receiver, ids, d.settings, d.tok_b, d.module_b, spec, sources, bar=bar
+        ids = [receiver.ids[i] for i in idx]
+        preds, stats = self.generate(receiver, ids, spec, sources, bar=bar)
+        tnorm = [
+            float(s.float().norm(dim=-1).mean()) if s.shape[0] else 0.0
+            for s in (sources if shown is None else shown)
+        ]
+        gen = Generated(
+            preds,
+            idx,
+            translated_norm=tnorm,
+            b_hidden_norm=stats["b_hidden_norm"],
+            injected_norm=stats["injected_norm"],
         )
-        shown = extra.pop("translated", sources)
-        tnorm = [float(s.float().norm(dim=-1).mean()) if s.shape[0] else 0.0 for s in shown]
-        return {"pred": preds, "idx": idx, "translated_norm": tnorm, **stats}, extra
+        return gen, extras
 
 
-def _width(model: Any) -> int:
-    """Hidden width of a model's residual stream (its input embedding size)."""
-    return int(model.get_input_embeddings().weight.shape[1])
+def _headline(metrics: dict[str, Any]) -> str:
+    """A translator's fit in one line for the log."""
+    if "val_answer_nll" in metrics:
+        return (
+            f"held-out answer NLL {metrics['val_answer_nll']:.3f} (no injection "
+            f"{metrics['val_answer_nll_no_inject']:.3f}, init {metrics['val_answer_nll_init']:.3f})"
+        )
+    return ", ".join(
+        f"{k} {metrics[k]:.4f}" for k in ("normalized_r2", "normalized_cosine") if k in metrics
+    )
 
 
 def _seed(job: Job) -> int:
     assert job.seed is not None
     return job.seed
-
-
-def _states_digest(states: Sequence[torch.Tensor]) -> str:
-    """SHA-256 over every state's shape and float32 bytes, in order."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for s in states:
-        h.update(repr(tuple(s.shape)).encode())
-        h.update(s.detach().to(torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _save_activations(path: Path, acts: Activations) -> None:
-    """Write ``acts`` atomically, as the translators are (:func:`atomic_write_bytes`), with
-    the SHA-256 of their contents in the file's metadata (checked on load)."""
-    from safetensors.torch import save
-
-    tensors = {f"{i:06d}": s.contiguous() for i, s in enumerate(acts.states)}
-    atomic_write_bytes(path, save(tensors, metadata={"sha256": _states_digest(acts.states)}))
-
-
-def _load_activations(path: Path, site: str, ids: Sequence[Sequence[int]]) -> Activations | None:
-    """The cached activations at ``path`` if they fit ``ids`` (one ``[len, dim]`` float32
-    tensor per prompt); ``None`` when absent, unreadable or mismatched (then recapture)."""
-    if not path.is_file():
-        return None
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(path))
-        with safe_open(str(path), framework="pt") as fh:
-            recorded = (fh.metadata() or {}).get("sha256")
-    except (SafetensorError, OSError, ValueError) as exc:
-        log.warning("activation cache %s is unreadable (%s); recapturing", path, exc)
-        return None
-    states = tuple(tensors.get(f"{i:06d}") for i in range(len(ids)))
-    if len(tensors) != len(ids) or any(
-        s is None or s.dtype != torch.float32 or s.dim() != 2 or s.shape[0] != len(t)
-        for s, t in zip(states, ids, strict=True)
-    ):
-        log.warning("activation cache %s does not match the prompts; recapturing", path)
-        return None
-    if recorded != _states_digest(states):  # type: ignore[arg-type]
-        log.warning("activation cache %s fails its SHA-256 check; recapturing", path)
-        return None
-    if not all(bool(torch.isfinite(s).all()) for s in states):  # type: ignore[union-attr]
-        log.warning("activation cache %s holds NaN or inf; recapturing", path)
-        return None
-    return Activations(
-        site=site,
-        states=states,  # type: ignore[arg-type]
-        token_ids=tuple(tuple(t) for t in ids),
-    )
-
-
-def _ids_hash(ids: Sequence[Sequence[int]]) -> str:
-    return _short_hash(json.dumps([list(x) for x in ids]))
-
-
-def _short_hash(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -712,10 +593,11 @@ def run_protocol(
     )
     evalset = load_evalset(proto.resolve_path(proto.eval.path, o.artifact), proto.eval.sha256)
     rows = evalset.rows[: o.limit] if o.limit is not None else evalset.rows
-    todo = [j for j in jobs if not (out / j.filename).is_file()]
+    cache = RunCache(out, proto)
+    todo = [j for j in jobs if not cache.has_result(j.filename)]
     for j in jobs:
         if j not in todo:
-            _check_existing(out / j.filename, proto, len(rows))
+            cache.check_result(j.filename, len(rows))
             log.info("resume: %s exists, skipped", j.filename)
     if not todo:
         return [out / j.filename for j in jobs]
@@ -753,39 +635,17 @@ def run_protocol(
 
 def _run_shared(run: _Run, out: Path, todo: Sequence[Job], bar: Any) -> None:
     """Run the jobs no other process has claimed, then wait for (or take over) the rest."""
-    from filelock import FileLock, Timeout
 
-    locks = out / ".cache" / "jobs"
-    locks.mkdir(parents=True, exist_ok=True)
-
-    def claim(job: Job, timeout: float) -> bool:
-        lock = FileLock(str(locks / f"{job.filename}.lock"))
-        try:
-            lock.acquire(timeout=timeout)
-        except Timeout:
-            return False
-        try:
-            if not (out / job.filename).is_file():  # not finished by another process meanwhile
+    def claim(job: Job, wait: bool) -> bool:
+        with run.cache.claim(job.filename, wait=wait) as held:
+            if held and not run.cache.has_result(job.filename):  # not finished elsewhere
                 bar.set_postfix_str(job.filename, refresh=False)
                 run.run_job(job, bar)
-        finally:
-            lock.release()
-        return True
+        return held
 
-    deferred = [job for job in todo if not claim(job, timeout=0)]
+    deferred = [job for job in todo if not claim(job, wait=False)]
     for job in deferred:  # being written elsewhere: wait; recompute if that process died
-        claim(job, timeout=-1)
-
-
-def _check_existing(path: Path, proto: Protocol, n_rows: int) -> None:
-    """A file a resume keeps must be a valid result of this protocol over these rows."""
-    try:
-        load_result_file(path)
-    except HarnessError as exc:
-        raise HarnessError(
-            f"cannot resume: {exc.what}", "delete it and re-run; the runner rewrites it"
-        ) from None
-    check_resumable(path, proto, n_rows)
+        claim(job, wait=True)
 
 
 def _check_device(device: str) -> None:
