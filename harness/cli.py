@@ -173,7 +173,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     eval_path = args.eval
     if eval_path is None:
         try:
-            eval_path = proto.resolve_path(proto.eval.path, args.artifact)
+            eval_path = proto.eval_path(args.artifact)
         except HarnessError:
             eval_path = None
     report = validate(

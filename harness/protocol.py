@@ -210,6 +210,14 @@ class Protocol:
             p = base / p
         return p.resolve()
 
+    def eval_path(self, artifact: str | os.PathLike[str] | None = None) -> Path:
+        """Where the eval set lives (``eval.path`` resolved; ``artifact`` for ``artifact:``)."""
+        return self.resolve_path(self.eval.path, artifact)
+
+    def translator_train_path(self, artifact: str | os.PathLike[str] | None = None) -> Path:
+        """Where the translator-training prompts live (``eval.translator_train_path``)."""
+        return self.resolve_path(self.eval.translator_train_path, artifact)
+
 
 _SECTIONS: dict[str, type] = {
     "models": ModelsSpec,

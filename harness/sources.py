@@ -189,7 +189,7 @@ def _paper_source(artifact: str | None) -> Source:
         "paper",
         proto,
         [d for d in dirs if d.is_dir()],
-        proto.resolve_path(proto.eval.path, root),
+        proto.eval_path(root),
         meta={"artifact": str(root)},
     )
 
@@ -389,7 +389,7 @@ def load_source(name: str, *, artifact: str | None = None, device: str = "cpu") 
     if problem:
         raise SourceUnavailable(problem)
     try:
-        eval_path = proto.resolve_path(proto.eval.path, artifact)
+        eval_path = proto.eval_path(artifact)
     except HarnessError as exc:  # e.g. an artifact: path with no artifact
         raise SourceUnavailable(f"{spec.name} needs its eval set: {exc}") from None
     if not eval_path.is_file():

@@ -11,9 +11,9 @@ from harness.model import packing
 from harness.model.activations import capture
 from harness.model.generate import generate_tokens
 from harness.model.packing import (
+    PackedLinear,
     _gelu_algorithm,
     _packed,
-    _PackedLinear,
     packed_linears,
     real_rows_only,
 )
@@ -41,12 +41,12 @@ def test_fused_erf_gelu_is_bitwise_the_linear_then_gelu() -> None:
     gen = torch.Generator().manual_seed(0)
     lin = nn.Linear(64, 256)
     x = 3 * torch.randn(40, 64, generator=gen)
-    plain = _PackedLinear(lin)
+    plain = PackedLinear(lin)
     with torch.inference_mode():
         y = plain(x)
         torch.testing.assert_close(y, lin(x))
-        assert torch.equal(_PackedLinear(lin, post="gelu", algorithm="none")(x), F.gelu(y))
-        tanh = _PackedLinear(lin, post="gelu", algorithm="tanh")(x)  # close, not bitwise:
+        assert torch.equal(PackedLinear(lin, post="gelu", algorithm="none")(x), F.gelu(y))
+        tanh = PackedLinear(lin, post="gelu", algorithm="tanh")(x)  # close, not bitwise:
         torch.testing.assert_close(tanh, F.gelu(y, approximate="tanh"))  # so never fused
 
 
@@ -93,13 +93,13 @@ def test_real_rows_only_multiplies_only_the_real_positions(wide, monkeypatch) ->
 
     ids = _prompts(9, 3, 6, 1, 9)
     calls: list[tuple[int, ...]] = []
-    orig = _PackedLinear._product
+    orig = PackedLinear._product
 
     def spy(self, x):
         calls.append(tuple(x.shape))
         return orig(self, x)
 
-    monkeypatch.setattr(_PackedLinear, "_product", spy)
+    monkeypatch.setattr(PackedLinear, "_product", spy)
     tok, mask, pos = left_pad(ids, 1)
     between: list[tuple[int, ...]] = []
     with packed_linears(wide), torch.inference_mode(), real_rows_only(mask):

@@ -29,7 +29,7 @@ def load_rows(protocol: Any) -> list[dict[str, Any]]:
     """The mini eval rows (SHA-256 checked against the protocol)."""
     from harness.analysis.evalset import load_evalset
 
-    es = load_evalset(protocol.resolve_path(protocol.eval.path), protocol.eval.sha256)
+    es = load_evalset(protocol.eval_path(), protocol.eval.sha256)
     return [
         {
             "context": r.context,

@@ -44,7 +44,9 @@ from torch import nn
 __all__ = [
     "PACK_MIN_WIDTH",
     "PACK_ROWS_HINT",
+    "PackedLinear",
     "keep_freed_memory",
+    "pack_wanted",
     "packed_linears",
     "real_rows_only",
 ]
@@ -128,7 +130,7 @@ def real_rows_only(mask: torch.Tensor) -> Iterator[None]:
         _ROWS.reset(token)
 
 
-class _PackedLinear(nn.Module):
+class PackedLinear(nn.Module):
     """An inference-only ``nn.Linear`` whose weight lives in oneDNN's own (blocked) layout,
     optionally followed by a fused GELU (``post="gelu"``, ``algorithm`` "none" (erf) or
     "tanh").
@@ -198,7 +200,7 @@ _PACK_CACHE: weakref.WeakKeyDictionary[nn.Linear, tuple[tuple[int, ...], object]
 )
 
 
-def _packed(linear: nn.Linear, post: str, algorithm: str) -> _PackedLinear:
+def _packed(linear: nn.Linear, post: str, algorithm: str) -> PackedLinear:
     """The packed twin of ``linear``, reusing its reordered weight while the weight is
     unchanged (same storage, same in-place version)."""
     w, b = linear.weight, linear.bias
@@ -210,8 +212,8 @@ def _packed(linear: nn.Linear, post: str, algorithm: str) -> _PackedLinear:
     )
     hit = _PACK_CACHE.get(linear)
     if hit is not None and hit[0] == key:
-        return _PackedLinear(linear, post=post, algorithm=algorithm, packed=hit[1])
-    layer = _PackedLinear(linear, post=post, algorithm=algorithm)
+        return PackedLinear(linear, post=post, algorithm=algorithm, packed=hit[1])
+    layer = PackedLinear(linear, post=post, algorithm=algorithm)
     _PACK_CACHE[linear] = (key, (layer.weight, layer.bias))
     return layer
 
@@ -248,7 +250,9 @@ def _fusable_gelu(mlp: nn.Module) -> str | None:
     return "none" if _gelu_algorithm(mlp.act) == "none" else None
 
 
-def _pack_wanted(model: nn.Module) -> bool:
+def pack_wanted(model: nn.Module) -> bool:
+    """Whether :func:`packed_linears` packs ``model``: a float32 CPU model at least
+    ``PACK_MIN_WIDTH`` wide, with oneDNN present and ``HARNESS_PACK_LINEAR`` not ``0``."""
     if os.environ.get("HARNESS_PACK_LINEAR", "1") == "0":
         return False
     if not torch.backends.mkldnn.is_available():
@@ -275,7 +279,7 @@ def packed_linears(model: nn.Module) -> Iterator[int]:
     Results agree with the plain path to float rounding (~1e-6), so capture and generation
     both run under it: self-injection then stays bitwise token-identical.
     """
-    if getattr(model, "_harness_packed", False) or not _pack_wanted(model):
+    if getattr(model, "_harness_packed", False) or not pack_wanted(model):
         yield 0
         return
     keep_freed_memory()

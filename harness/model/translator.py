@@ -61,7 +61,10 @@ class TranslatorConfig:
         """From its saved form (older files kept the recipe's values at the top level)."""
         rest = dict(raw)
         core = {k: rest.pop(k) for k in ("method", "seed", "sender_dim", "receiver_dim")}
-        return cls(**core, recipe=rest.pop("recipe", rest))
+        recipe = rest.pop("recipe", None)
+        if recipe is None:  # the old flat form: the linear recipe's values, method included
+            recipe = {"method": core["method"], **rest}
+        return cls(**core, recipe=recipe)
 
 
 @dataclass

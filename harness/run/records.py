@@ -25,7 +25,8 @@ from harness.conditions import Condition, InjectionSpec, Shuffle, get_condition
 from harness.errors import HarnessError
 from harness.protocol import Protocol
 
-if TYPE_CHECKING:  # the runner's role type; records stay torch-free at run time
+if TYPE_CHECKING:  # the runner's types; records stay torch-free at run time
+    from harness.model.models import ModelPair
     from harness.run.runner import Role
 
 __all__ = [
@@ -318,8 +319,8 @@ def _version(pkg: str) -> str | None:
 
 
 def provenance(
-    protocol: Any,
-    pair: Any,
+    protocol: Protocol,
+    pair: ModelPair,
     device: str,
     timings: dict[str, float],
     *,

@@ -18,13 +18,15 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness import events
 from harness.analysis.evalset import EvalRow, load_evalset
@@ -71,10 +73,10 @@ class Role:
 
     kind: str  # "sender" or "receiver"
     name: str
-    model: Any
+    model: PreTrainedModel
     site: str
-    module: Any
-    tokenizer: Any
+    module: nn.Module
+    tokenizer: PreTrainedTokenizerBase
     ids: list[list[int]]
     settings: GenerationSettings
     states: Activations | None = None
@@ -96,7 +98,8 @@ class _Direction:
     direction: str
     sender: Role
     receiver: Role
-    translators: dict[Any, tuple[Translator, str]] = field(default_factory=dict)
+    # seed -> the linear translator, (condition, seed) -> a causal one; with its checkpoint
+    translators: dict[int | tuple[str, int], tuple[Translator, str]] = field(default_factory=dict)
     train: tuple[torch.Tensor, torch.Tensor] | None = None
     # translator-training rows, their receiver prompt ids and per-prompt sender states
     train_prompts: tuple[list[EvalRow], list[list[int]], Activations] | None = None
@@ -212,7 +215,7 @@ class _Run:
     # -- translators ---------------------------------------------------------------------
     def _train_tokens(self, d: _Direction) -> tuple[torch.Tensor, torch.Tensor]:
         if d.train is None:
-            path = self.p.resolve_path(self.p.eval.translator_train_path, self.artifact)
+            path = self.p.translator_train_path(self.artifact)
             rows = load_evalset(path).rows
             cap = self.p.translator.max_train_prompts
             if self.train_limit is not None:
@@ -235,7 +238,7 @@ class _Run:
         return d.train
 
     def _cached_translator(
-        self, d: _Direction, key: str, fit: Any, what: str
+        self, d: _Direction, key: str, fit: Callable[[], Translator], what: str
     ) -> tuple[Translator, str]:
         """The translator cached under ``key`` or ``fit()``'s (timed, stored, logged)."""
 
@@ -591,7 +594,7 @@ def run_protocol(
         include_appendix=o.include_appendix,
         include_extension=o.include_extension,
     )
-    evalset = load_evalset(proto.resolve_path(proto.eval.path, o.artifact), proto.eval.sha256)
+    evalset = load_evalset(proto.eval_path(o.artifact), proto.eval.sha256)
     rows = evalset.rows[: o.limit] if o.limit is not None else evalset.rows
     cache = RunCache(out, proto)
     todo = [j for j in jobs if not cache.has_result(j.filename)]

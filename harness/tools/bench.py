@@ -91,20 +91,20 @@ def matmul_floor(
     """
     import torch.nn.functional as F
 
-    from harness.model.packing import _pack_wanted, _PackedLinear
+    from harness.model.packing import PackedLinear, pack_wanted
 
     emb = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
     weights = [p for p in model.parameters() if p.dim() == 2 and p is not emb and p is not head]
     gen = torch.Generator().manual_seed(0)
-    packed = _pack_wanted(model)
+    packed = pack_wanted(model)
 
     def layer(w: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         if not packed:
             return lambda x: F.linear(x, w)
         shell = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
         shell.weight = torch.nn.Parameter(w.detach(), requires_grad=False)
-        return _PackedLinear(shell)
+        return PackedLinear(shell)
 
     layers = [(w.shape[1], layer(w)) for w in weights]
     head_layer = layer(head)
@@ -444,10 +444,10 @@ def bench_generation(
     t = {name: min(times) for name, times in rounds.items()}
     t["per_sample"] = _time(v["per_sample"], 1)
     flops = generation_matmul_flops(model, lens, new_tokens)
-    from harness.model.packing import _pack_wanted
+    from harness.model.packing import pack_wanted
 
     # packed models multiply only the real prompt positions at the prefill (real_rows_only)
-    rows = sum(lens) if _pack_wanted(model) else batch * max(lens)
+    rows = sum(lens) if pack_wanted(model) else batch * max(lens)
     floor = matmul_floor(model, batch, rows, new_tokens)
     return {
         "shape": shape,

@@ -1,0 +1,86 @@
+"""The runner's caches (harness.run.cache): each entry computed once, a bad entry recomputed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness.model.activations import Activations
+from harness.model.translator import fit_translator, load_translator, save_translator
+from harness.protocol import load_protocol
+from harness.run.cache import RunCache
+
+
+@pytest.fixture
+def cache(tmp_path) -> RunCache:
+    return RunCache(tmp_path / "out", load_protocol("mini"))
+
+
+def _acts(ids) -> Activations:
+    gen = torch.Generator().manual_seed(0)
+    states = tuple(torch.randn(len(t), 4, generator=gen) for t in ids)
+    return Activations(site="s", states=states, token_ids=tuple(tuple(t) for t in ids))
+
+
+def test_activations_are_computed_once_and_recomputed_when_the_file_is_bad(cache) -> None:
+    ids = [[1, 2, 3], [4, 5]]
+    calls = []
+
+    def compute() -> Activations:
+        calls.append(1)
+        return _acts(ids)
+
+    first, computed = cache.activations("s", "k", ids, compute)
+    again, computed_again = cache.activations("s", "k", ids, compute)
+    assert (computed, computed_again, len(calls)) == (True, False, 1)
+    assert all(torch.equal(a, b) for a, b in zip(first.states, again.states, strict=True))
+    # other prompts are another entry
+    cache.activations("s", "k", [[1, 2, 3]], lambda: _acts([[1, 2, 3]]))
+    assert len(calls) == 1
+    (path,) = (cache.out / ".cache" / "activations").rglob("s-k-n2-*.safetensors")
+    path.write_bytes(path.read_bytes()[:-7])  # truncated
+    _, computed = cache.activations("s", "k", ids, compute)
+    assert computed and len(calls) == 2
+
+
+def test_a_translator_is_fitted_once_and_refitted_when_corrupt(cache) -> None:
+    x, y = torch.randn(60, 4), torch.randn(60, 5)
+    fits = []
+
+    def fit():
+        fits.append(1)
+        return fit_translator(x, y, seed=0, method="ridge")
+
+    tr, rel, fitted = cache.translator("key", fit, sender_dim=4, receiver_dim=5)
+    assert fitted and rel == ".cache/translators/" + cache.protocol.hash + "/key.safetensors"
+    _, _, fitted = cache.translator("key", fit, sender_dim=4, receiver_dim=5)
+    assert not fitted and len(fits) == 1
+    (cache.out / rel).write_bytes(b"not a tensor file")
+    again, _, fitted = cache.translator("key", fit, sender_dim=4, receiver_dim=5)
+    assert fitted and len(fits) == 2 and torch.equal(again.weight, tr.weight)
+
+
+def test_a_result_file_is_claimed_by_one_holder_at_a_time(cache) -> None:
+    other = RunCache(cache.out, cache.protocol)
+    with cache.claim("h1_x.json", wait=False) as held:
+        assert held
+        with other.claim("h1_x.json", wait=False) as held_elsewhere:
+            assert not held_elsewhere
+    with other.claim("h1_x.json", wait=False) as held:
+        assert held
+
+
+def test_a_translator_saved_by_an_earlier_version_still_loads(tmp_path) -> None:
+    """Before the recipe type was merged, the config kept the recipe's values at the top
+    level; such cached translators load with the same recipe."""
+    t = fit_translator(torch.randn(40, 3), torch.randn(40, 2), seed=1, method="ridge")
+    base = save_translator(t, tmp_path / "t").with_suffix("")
+    meta = json.loads(base.with_suffix(".json").read_text())
+    cfg = meta["config"]
+    meta["config"] = {**{k: v for k, v in cfg.items() if k != "recipe"}, **cfg["recipe"]}
+    base.with_suffix(".json").write_text(json.dumps(meta))
+    back = load_translator(base)
+    assert back.config == t.config
+    assert torch.equal(back.weight, t.weight)
