@@ -8,7 +8,7 @@ are in ``docs/portability.md``.
 - Conditions whose predictions were identical in every variant (and, for the paper's grid,
   on a GPU) are frozen exactly: their snapshot values must match to the last rounded digit.
 - Conditions whose map is trained through the receiver (``Condition.exact_across_machines``
-  is False: ``causal_*``) are not bitwise reproducible: hundreds of optimiser steps amplify
+  is False: ``causal_*``, ``last_token_causal_replace``) are not bitwise reproducible: hundreds of optimiser steps amplify
   float rounding differences between kernels. Their proportions (accuracies, paired deltas,
   CI bounds, gained/lost per run) are compared within :data:`TRAINED_MAP_ABS`; counts, names
   and every other field stay exact. Their test p-values are not frozen: they are steep
@@ -44,6 +44,8 @@ TRAINED_MAP_ABS = round(3 * TRAINED_MAP_SPREAD, 4)
 # two machines: 2.6667 vs 3.3333 gained against the relay), and three times it.
 TRAINED_MAP_COUNT_SPREAD = 0.6667
 TRAINED_MAP_COUNT_ABS = round(3 * TRAINED_MAP_COUNT_SPREAD, 4)
+# last_token_causal_replace (issue #20), measured the same way, moved by less: 0.0017 and
+# 0.33 on mini, 0 on mini-withheld (docs/portability.md), so these tolerances cover it.
 # Snapshot fields that are proportions of samples, and counts per run.
 PROPORTION_FIELDS = ("_mean", "_std", "delta", "ci_low", "ci_high")
 COUNT_FIELDS = ("gained", "lost")

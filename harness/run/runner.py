@@ -15,6 +15,7 @@ out). Which files a run writes and their exact fields live in :mod:`harness.run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -278,7 +279,12 @@ class _Run:
             if self.train_limit is None
             else min(ts.max_train_prompts, self.train_limit)
         )
-        tok_tag = short_hash(self.pair.tokenizer_source + self.pair.sender_tokenizer_source)
+        # the tokenizers by their vocabularies, not their paths: a moved checkout keeps its cache
+        tok_tag = short_hash(
+            "|".join(
+                json.dumps(sorted(r.tokenizer.get_vocab().items())) for r in (d.sender, d.receiver)
+            )
+        )
         return f"{kind}{self._init_tag}-tok{tok_tag}-{d.direction}-seed{seed}-n{n_train}"
 
     def causal_translator(self, d: _Direction, seed: int, condition: str) -> tuple[Translator, str]:
