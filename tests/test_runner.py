@@ -385,3 +385,34 @@ def test_run_options_are_one_dataclass_and_keywords_override_them(tmp_path) -> N
     with pytest.raises(HarnessError, match="unexpected keyword argument 'seedz'"):
         run_protocol("mini", tmp_path / "o", RunOptions(progress=False), seedz=[1])
     assert RunOptions().include_strict and not RunOptions().share_jobs
+
+
+def test_an_automatic_batch_size_fits_a_fake_memory_limit_and_changes_no_prediction(
+    results, tiny_protocol, tmp_path, monkeypatch
+) -> None:
+    """``batch_size="auto"`` under a fake device memory limit that fits exactly 3 rows of the
+    tiny pair: the run uses batch 3 and writes the predictions of the protocol's batch
+    (which equal batch size 1, tested above)."""
+    from harness.model import devices
+    from harness.model.models import load_pair
+
+    proto = load_protocol(str(tiny_protocol))
+    pair = load_pair(proto)
+    dec = proto.decoding
+    per_row = max(
+        devices.row_bytes(
+            m.config,
+            prompt_len=proto.prompt.max_length,
+            new_tokens=max(dec.max_new_tokens, dec.relay_max_new_tokens),
+        )
+        for m in (pair.sender, pair.receiver)
+    )
+    assert proto.run.batch_size != 3
+    monkeypatch.setattr(devices, "device_free_bytes", lambda device: int(3.5 * per_row / 0.7))
+    run_protocol(str(tiny_protocol), tmp_path, batch_size="auto", progress=False)
+    for ours in sorted(results.glob("*.json")):
+        again = tmp_path / ours.name
+        assert json.loads(again.read_text())["provenance"]["batch_size"] == 3
+        assert _preds(again) == _preds(ours), ours.name
+    with pytest.raises(HarnessError, match="positive integer or 'auto'"):
+        run_protocol(str(tiny_protocol), tmp_path / "bad", batch_size="max", progress=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
-__all__ = ["resolve_device", "worker_device"]
+__all__ = ["auto_batch_size", "device_free_bytes", "resolve_device", "row_bytes", "worker_device"]
 
 
 def worker_device(worker_id: str | None, n_gpus: int) -> str:
@@ -31,3 +32,50 @@ def resolve_device(requested: str = "auto") -> str:
     except ImportError:  # pragma: no cover - torch is a dependency
         n = 0
     return worker_device(os.environ.get("PYTEST_XDIST_WORKER"), n)
+
+
+def device_free_bytes(device: str) -> int | None:
+    """Free memory of a CUDA device in bytes (``torch.cuda.mem_get_info``); ``None`` on CPU."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(dev)
+    return int(free)
+
+
+def row_bytes(config: Any, *, prompt_len: int, new_tokens: int, dtype_bytes: int = 4) -> int:
+    """A conservative estimate of one generated row's peak memory in bytes (weights aside).
+
+    The KV cache over prompt and new tokens (2 x layers x hidden x tokens), the prefill's
+    transients (eager attention scores heads x L^2 in float32, about 16 hidden-wide float32
+    tensors per position for the MLP, residual and the injection's source and mask), and the
+    last position's logits twice (the repetition penalty copies them). ``config``: a Hugging
+    Face model config (``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``,
+    ``vocab_size``)."""
+    layers, hidden = int(config.num_hidden_layers), int(config.hidden_size)
+    heads, vocab = int(config.num_attention_heads), int(config.vocab_size)
+    kv = 2 * layers * hidden * (prompt_len + new_tokens) * dtype_bytes
+    prefill = heads * prompt_len * prompt_len * 4 + 16 * hidden * prompt_len * 4
+    return kv + prefill + 2 * vocab * 4
+
+
+def auto_batch_size(
+    configs: list[Any],
+    *,
+    n_rows: int,
+    prompt_len: int,
+    new_tokens: int,
+    free_bytes: int | None,
+    fallback: int,
+    headroom: float = 0.7,
+) -> int:
+    """The largest generation batch (at most ``n_rows``, at least 1) whose estimated memory
+    (:func:`row_bytes` of the largest model in ``configs``) fits ``headroom`` of
+    ``free_bytes``. Without a memory figure (CPU) it is ``fallback``, the protocol's batch:
+    on a CPU a larger batch only adds padding, so nothing is gained."""
+    if free_bytes is None:
+        return max(1, min(fallback, n_rows))
+    per_row = max(row_bytes(c, prompt_len=prompt_len, new_tokens=new_tokens) for c in configs)
+    return max(1, min(n_rows, int(headroom * free_bytes) // per_row))

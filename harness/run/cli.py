@@ -23,6 +23,16 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _batch_size_arg(value: str) -> int | str:
+    """``--batch-size``: a positive integer or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer or 'auto', got {value!r}") from None
+
+
 def _list_arg(values: Sequence[str] | None) -> list[str] | None:
     """``--x a,b --x c`` or ``--x a b`` -> ``[a, b, c]``; absent -> None."""
     if not values:
@@ -65,7 +75,12 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--tokenizer",
         help="tokenizer folder (needed with --init random unless the mini tokenizer is present)",
     )
-    p.add_argument("--batch-size", type=int, help="generation batch size (default: protocol's)")
+    p.add_argument(
+        "--batch-size",
+        type=_batch_size_arg,
+        help="generation batch size, or 'auto': the largest that fits the GPU's free memory "
+        "(default: the protocol's; results do not depend on it)",
+    )
     p.add_argument("--artifact", help="paper artifact folder (for artifact: paths)")
     p.add_argument(
         "--threads",
@@ -112,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     for name, value in (
         ("--limit", args.limit),
-        ("--batch-size", args.batch_size),
+        ("--batch-size", None if args.batch_size == "auto" else args.batch_size),
         ("--train-limit", args.train_limit),
     ):
         if value is not None and value < 1:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -542,7 +542,9 @@ class RunOptions:
     ``include_strict`` / ``include_appendix`` / ``include_extension`` add those groups when
     ``conditions`` is None. limit: the first N eval rows (smoke runs). device: ``cpu``,
     ``cuda``, ``cuda:N``. init: ``pretrained`` or ``random`` (seeded with ``init_seed``;
-    ``tokenizer`` then names one). batch_size: generation batch (None: the protocol's).
+    ``tokenizer`` then names one). batch_size: generation batch (None: the protocol's;
+    ``"auto"``: the largest that fits the device's free memory, the protocol's on a CPU; see
+    :func:`harness.model.devices.auto_batch_size`). Results do not depend on it.
     artifact: where ``artifact:`` paths resolve. train_limit: at most N translator-training
     prompts. use_cache: generate with a KV cache. progress: a progress bar. threads: torch's
     CPU threads for the run (None: torch's choice). share_jobs: several processes may run the
@@ -559,7 +561,7 @@ class RunOptions:
     device: str = "cpu"
     init: str = "pretrained"
     tokenizer: str | None = None
-    batch_size: int | None = None
+    batch_size: int | Literal["auto"] | None = None
     artifact: str | None = None
     train_limit: int | None = None
     include_strict: bool = True
@@ -623,7 +625,7 @@ def run_protocol(
             evalset.sha256,
             pair,
             device=o.device,
-            batch_size=o.batch_size or proto.run.batch_size,
+            batch_size=_batch_size(o.batch_size, proto, pair, o.device, len(rows)),
             artifact=o.artifact,
             train_limit=o.train_limit,
             use_cache=o.use_cache,
@@ -640,6 +642,36 @@ def run_protocol(
             else:
                 _run_shared(run, out, todo, bar)
     return [out / j.filename for j in jobs]
+
+
+def _batch_size(
+    requested: int | str | None, proto: Protocol, pair: ModelPair, device: str, n_rows: int
+) -> int:
+    """The generation batch: as requested, the protocol's, or with ``"auto"`` the largest
+    that fits the device (the prompt length at the protocol's truncation cap, the longer of
+    the answer and relay budgets)."""
+    from harness.model.devices import auto_batch_size, device_free_bytes
+
+    if requested is None:
+        return proto.run.batch_size
+    if requested != "auto":
+        if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
+            raise HarnessError(
+                f"batch size must be a positive integer or 'auto', got {requested!r}",
+                "e.g. --batch-size 32 or --batch-size auto",
+            )
+        return requested
+    dec = proto.decoding
+    size = auto_batch_size(
+        [pair.sender.config, pair.receiver.config],
+        n_rows=n_rows,
+        prompt_len=proto.prompt.max_length,
+        new_tokens=max(dec.max_new_tokens, dec.relay_max_new_tokens),
+        free_bytes=device_free_bytes(device),
+        fallback=proto.run.batch_size,
+    )
+    log.info("batch size auto on %s: %d", device, size)
+    return size
 
 
 def _run_shared(run: _Run, out: Path, todo: Sequence[Job], bar: Any) -> None:
