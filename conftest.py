@@ -125,7 +125,27 @@ class _StatusRecorder:
         atomic_write_json(self.path, {"latest_run": self.run, "claims": merged})
 
 
+def _check_sources(tokens: str) -> None:
+    """A ``--source`` that names no source, or a protocol file that does not load, stops the
+    run before collection with one line naming it and the fix (an unavailable source, such as
+    a missing protocol file or absent weights, still skips its claims with the reason)."""
+    from harness.errors import HarnessError
+    from harness.sources import SourceUnavailable, source_spec
+
+    for token in (t.strip() for t in tokens.split(",")):
+        if not token:
+            continue
+        try:
+            source_spec(token)
+        except SourceUnavailable:
+            continue
+        except HarnessError as exc:
+            fix = f" -- {exc.fix}" if exc.fix else ""
+            raise pytest.UsageError(f"--source: {exc.what}{fix}") from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _check_sources(config.getoption("--source"))
     if not hasattr(config, "workerinput"):  # the xdist controller or a plain run
         config.pluginmanager.register(
             _StatusRecorder(Path(config.getoption("--claims-status"))), "harness-claims-status"

@@ -146,3 +146,33 @@ def test_claims_collect_under_the_protocol_file_name(tmp_path: Path) -> None:
     ).stdout
     ids = {ln.split("[")[-1].rstrip("]") for ln in out.splitlines() if "::" in ln}
     assert ids == {"halfdepth"}, out[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("nosuch", "--source: unknown source 'nosuch' -- use one of: paper"),
+        ("BAD", "missing protocol key prompt.receiver_template -- add it"),
+    ],
+)
+def test_a_bad_source_stops_the_claims_run_with_one_line(
+    tmp_path: Path, token: str, message: str
+) -> None:
+    """An unknown source name or a protocol file that does not load is a usage error before
+    collection (exit 4, one line), not one error per claim."""
+    if token == "BAD":
+        toml = _halfdepth(tmp_path)
+        text = toml.read_text()
+        toml.write_text(
+            "\n".join(ln for ln in text.splitlines() if not ln.startswith("receiver_template"))
+        )
+        token = str(toml)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "claims", "-q", "-p", "no:cacheprovider",
+         "--source", f"paper,{token}"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ERROR: --source: "), proc.stderr
+    assert message in lines[0] and "Traceback" not in proc.stdout + proc.stderr
