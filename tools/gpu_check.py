@@ -7,7 +7,10 @@ Measures, side by side in one run, on ``--device`` (``cuda`` on the GPU machine)
    condition.
 2. **The grid at Pythia shape**: the paper protocol's grid (random init at Pythia-160M ->
    410M shape, the paper's eval prompts) with ``--batch-size auto``: wall time from the
-   process start, translator fits and relay included, and each file's generation time.
+   process start, translator fits and relay included, and each file's generation time. The
+   GPT-NeoX tokenizer is not available offline, so random init reads the prompts with the
+   mini word-level tokenizer: prompt lengths are the prompts' word counts, not the paper's
+   BPE lengths (``python -m harness bench`` times the paper's exact lengths).
 3. **The paper's batch-1 loop**: a slice (``--slice-rows`` rows of three files) at batch
    size 1, extrapolated per 396-row file; the ratio of (2) to it.
 4. **Throughput**: useful matmul TFLOP/s of the no-injection file against a ``torch.mm``
