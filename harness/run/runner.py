@@ -15,6 +15,7 @@ out). Which files a run writes and their exact fields live in :mod:`harness.run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -104,6 +105,17 @@ class _Direction:
     train: tuple[torch.Tensor, torch.Tensor] | None = None
     # translator-training rows, their receiver prompt ids and per-prompt sender states
     train_prompts: tuple[list[EvalRow], list[list[int]], Activations] | None = None
+
+    @functools.cached_property
+    def tok_tag(self) -> str:
+        """The two tokenizers, by their vocabularies rather than their paths (a moved checkout
+        keeps its translator cache); computed once per direction."""
+        return short_hash(
+            "|".join(
+                json.dumps(sorted(r.tokenizer.get_vocab().items()))
+                for r in (self.sender, self.receiver)
+            )
+        )
 
 
 class _Run:
@@ -279,13 +291,7 @@ class _Run:
             if self.train_limit is None
             else min(ts.max_train_prompts, self.train_limit)
         )
-        # the tokenizers by their vocabularies, not their paths: a moved checkout keeps its cache
-        tok_tag = short_hash(
-            "|".join(
-                json.dumps(sorted(r.tokenizer.get_vocab().items())) for r in (d.sender, d.receiver)
-            )
-        )
-        return f"{kind}{self._init_tag}-tok{tok_tag}-{d.direction}-seed{seed}-n{n_train}"
+        return f"{kind}{self._init_tag}-tok{d.tok_tag}-{d.direction}-seed{seed}-n{n_train}"
 
     def causal_translator(self, d: _Direction, seed: int, condition: str) -> tuple[Translator, str]:
         """The translator trained through the receiver for ``condition`` (cached like the
