@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -144,9 +145,47 @@ def _check_sources(tokens: str) -> None:
             raise pytest.UsageError(f"--source: {exc.what}{fix}") from None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Ctrl-C stops at once: pytest renders the whole interrupted traceback (every frame's
+    source, parsed, through torch and transformers; 10 s and more per xdist worker) only to
+    print its last line without ``--full-trace``, so the traceback is cut to that line first."""
+    config = _CONFIG[0] if _CONFIG else None
+    if config is None or not config.getoption("fulltrace", False):
+        excinfo.traceback = excinfo.traceback[-1:]
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    """SIGINT in an xdist worker: exit now. An interrupted worker otherwise spends 10 s and
+    more in pytest's teardown (garbage-collecting the models' heap, rendering the traceback)
+    while the grid's cores stay busy. Nothing is lost: every file is written to a temporary
+    name and renamed into place (``harness.io``), and locks die with the process, so a later
+    run finds each file complete or absent and recomputes only what is absent."""
+    os._exit(128 + signum)
+
+
+def _check_status_path(path: str) -> None:
+    """A ``--claims-status`` that is a device, FIFO or folder stops the run before it starts
+    (the status file is written through a link, never onto a device)."""
+    from harness.errors import HarnessError
+    from harness.io import write_target
+
+    try:
+        write_target(path, "--claims-status")
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG[:] = [config]
+    if hasattr(config, "workerinput"):  # an xdist worker: Ctrl-C ends it at once
+        signal.signal(signal.SIGINT, _stop_worker)
     _check_sources(config.getoption("--source"))
     if not hasattr(config, "workerinput"):  # the xdist controller or a plain run
+        _check_status_path(config.getoption("--claims-status"))
         config.pluginmanager.register(
             _StatusRecorder(Path(config.getoption("--claims-status"))), "harness-claims-status"
         )

@@ -8,23 +8,14 @@ import pytest
 
 from harness.analysis.results import ResultFile, ResultSet
 from harness.analysis.tables import ComparisonRow, compare
+from harness.conditions import with_role
 from harness.sources import Source
 
-TRANSFER_CONDITIONS = (
-    "additive",
-    "replace",
-    "scale_corrected",
-    "best_alpha",
-    "shuffled_translation",
-    "shuffled_translation_strict_matched",
-)
-# "Replacement-style" conditions (abstract, Figure 3): the receiver state is substituted.
-REPLACEMENT_STYLE = (
-    "replace",
-    "scale_corrected",
-    "shuffled_translation",
-    "shuffled_translation_strict_matched",
-)
+# The paper's transfer conditions and its "replacement-style" ones (abstract, Figure 3: the
+# receiver state is substituted), as the condition registry labels them.
+PAPER_GROUPS = ("primary", "strict")  # the paper's 24-file grid
+TRANSFER_CONDITIONS = with_role("transfer", PAPER_GROUPS)
+REPLACEMENT_STYLE = with_role("replacement_style", PAPER_GROUPS)
 
 
 def need(source: Source, *conditions: str) -> None:

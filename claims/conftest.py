@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness.analysis.tolerance import finding_tolerance
+from harness.analysis.tolerance import finding_tolerance, within
 from harness.errors import HarnessError
 from harness.sources import Source, SourceUnavailable, load_source, source_spec
 
@@ -100,8 +100,11 @@ def _drift(finding: dict[str, Any], numbers: dict[str, float]) -> list[str]:
         got = numbers.get(key)
         if got is None:
             out.append(f"{key}: recorded {want} but this run measured no such number")
-        elif not (math.isfinite(got) and abs(got - float(want)) <= tol):
-            out.append(f"{key}: recorded {want}, measured {got:.4f} (tolerance {tol:g})")
+        elif not (math.isfinite(got) and abs(got - float(want)) <= within(tol, float(want))):
+            out.append(
+                f"{key}: recorded {want}, measured {got:.4f} "
+                f"(tolerance {within(tol, float(want)):g})"
+            )
     return out
 
 

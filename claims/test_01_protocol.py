@@ -1,4 +1,5 @@
-"""Section 3.1 -- The frozen protocol: the pair, the injection site, the strengths and the seeds.
+"""Sections 3.1 and 3.3 -- The frozen protocol: the pair, the injection site, the strengths, the
+seeds, and the per-row evidence the runner records.
 
 Each claim reads the values from every result file's own ``models``, ``config`` and
 ``injection`` records, never from the protocol TOML. For a source that follows the paper's
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,3 +206,162 @@ def test_seed_dependent_conditions_ran_once_for_each_of_the_seeds_42_123_and_456
             bad[cond] = seeds
     msg = measured(f"{len(source.results.conditions('fwd'))} conditions; seeds {sorted(want)}")
     assert not bad, f"{msg}; wrong seeds: {bad}"
+
+
+_SEED_IN_NAME = re.compile(r"_seed(\d+)")
+
+
+def test_each_seed_file_is_a_distinct_run_of_the_seed_it_is_named_for(
+    source: Source, measured
+) -> None:
+    """Three seeds means three runs (issue #27, item 7): for every seed-dependent condition,
+    each file's own records name the seed of its file name (the top-level ``seed``, and the
+    ``seed`` of its translator record where it carries one), and no two seed files hold
+    identical per-sample rows (predictions, norms, donors: the whole row). Identical rows
+    are one run saved under two names; a record naming another seed is a run filed under the
+    wrong name. Conditions whose predictions do not depend on the seed still differ in their
+    recorded norms (the translator is fitted per seed), so identical rows are never
+    legitimate."""
+    bad, runs_seen = [], 0
+    for direction in source.results.directions():
+        for cond in source.results.conditions(direction):
+            runs = source.results.runs(cond, direction)
+            if all(f.deterministic for f in runs):
+                continue
+            seen: dict[str, str] = {}
+            for f in runs:
+                runs_seen += 1
+                named = _SEED_IN_NAME.search(f.name)
+                recorded = {f.seed}
+                t = f.raw.get("translator")
+                if isinstance(t, dict) and "seed" in t:
+                    recorded.add(t["seed"])
+                if named is None or recorded != {int(named.group(1))}:
+                    bad.append(f"{f.name}: records seed(s) {sorted(recorded, key=str)}")
+                rows = json.dumps(f.per_sample, sort_keys=True)
+                if rows in seen:
+                    bad.append(f"{f.name} has the rows of {seen[rows]}")
+                seen.setdefault(rows, f.name)
+    msg = measured(f"{runs_seen} seed files; {len(bad)} problems")
+    assert not bad, f"{msg}: {bad[:4]}"
+
+
+# -- Section 3.3: the per-row evidence the runner records (issue #27, item 4) ----------------
+def _sequence_level_files(source: Source) -> list[ResultFile]:
+    return [f for f in source.results if get_condition(f.condition).sequence_level]
+
+
+def test_every_row_of_a_sequence_level_condition_records_both_match_flags(
+    source: Source, measured
+) -> None:
+    """ "Replacement-style injection is only valid when sender and receiver prompt token
+    sequences have matching length and token IDs. The runner records both checks for every
+    sample." (Section 3.3) -- every row of every sequence-level file (appendix files
+    included) carries ``token_ids_match`` and ``seq_len_match`` as booleans: a missing flag
+    is a failure, not a pass. (Whether they are true is the mismatch-count claim's.)"""
+    files = _sequence_level_files(source)
+    bad = {}
+    for f in files:
+        rows = [
+            r.get("idx")
+            for r in f.per_sample
+            if not all(isinstance(r.get(k), bool) for k in ("token_ids_match", "seq_len_match"))
+        ]
+        if rows:
+            bad[f.name] = rows[:3]
+    msg = measured(f"{len(files)} sequence-level files; {len(bad)} with unflagged rows")
+    assert files and not bad, f"{msg}: {bad}"
+
+
+def test_recorded_prompt_lengths_agree_with_the_match_flags(source: Source, measured) -> None:
+    """The two checks of Section 3.3 and the prompt lengths recorded beside them tell one
+    story: ``seq_len_match`` is true exactly when the sender's and the receiver's prompt
+    lengths are equal, and matching token ids imply matching lengths. Rows with no sender
+    length (self-injection, random and zero vectors: no sender reads the prompt) must report
+    matching lengths."""
+    bad, n = [], 0
+    for f in _sequence_level_files(source):
+        for r in f.per_sample:
+            n += 1
+            seq, tok = r.get("seq_len_match"), r.get("token_ids_match")
+            if "prompt_len_a" in r:
+                wrong = seq != (r["prompt_len_a"] == r.get("prompt_len_b"))
+            else:
+                wrong = seq is not True
+            if wrong or (tok is True and seq is not True):
+                bad.append(
+                    f"{f.name}#{r.get('idx')}: lengths {r.get('prompt_len_a')}/"
+                    f"{r.get('prompt_len_b')}, seq {seq}, tokens {tok}"
+                )
+    msg = measured(f"{n} rows; {len(bad)} disagree")
+    assert not bad, f"{msg}: {bad[:4]}"
+
+
+def test_injection_and_no_injection_rows_read_the_full_prompt_and_relay_rows_a_budgeted_relay(
+    source: Source, measured
+) -> None:
+    """ "For activation-transfer and no-injection conditions, the receiver uses the full task
+    prompt containing the source context and question." and "The natural-language sender
+    relay uses 128 new tokens." (Section 3.3) -- every non-relay row is in ``full_input``
+    mode and reads as many tokens as the same sample's row in every other file of its
+    direction (no-injection's in the primary direction), within the protocol's
+    ``max_length``; every relay row carries a non-empty relay of at most the relay budget in
+    whitespace words (a BPE tokenizer that splits on spaces gives each word at least one
+    token, so more words than the budget means more tokens) and a sender prompt length."""
+    p = source.protocol
+    budget = p.decoding.relay_max_new_tokens
+    bad = []
+    for direction in source.results.directions():
+        files = [f for f in source.results if f.direction == direction]
+        ref: dict[str, int] = {}
+        for f in sorted(files, key=lambda f: f.condition != "no_inject"):
+            if f.condition == "nl_relay":
+                for r in f.per_sample:
+                    relay = r.get("relay")
+                    if not (isinstance(relay, str) and relay.strip()) or not (
+                        len(relay.split()) <= budget and isinstance(r.get("sender_prompt_len"), int)
+                    ):
+                        words = len(relay.split()) if isinstance(relay, str) else relay
+                        bad.append(f"{f.name}#{r.get('idx')}: relay of {words} words")
+                continue
+            for r in f.per_sample:
+                length = r.get("prompt_len_b")
+                want = ref.setdefault(r["sample_id"], length)
+                if (
+                    r.get("prompt_mode") != "full_input"
+                    or length != want
+                    or not (isinstance(length, int) and 0 < length <= p.prompt.max_length)
+                ):
+                    bad.append(
+                        f"{f.name}#{r.get('idx')}: {r.get('prompt_mode')} of {length} "
+                        f"tokens (expected {want})"
+                    )
+    msg = measured(f"{len(source.results)} files; {len(bad)} rows off (relay budget {budget})")
+    assert not bad, f"{msg}: {bad[:4]}"
+
+
+def test_every_file_of_one_direction_shows_the_same_receiver_native_norms(
+    source: Source, measured
+) -> None:
+    """One direction has one receiver reading one prompt per sample, so the native
+    hidden-state norm each injection row records (``b_hidden_norm_mean``, measured before
+    the hook changes the state) is the same in every sequence-level file of that direction,
+    sample by sample (within 1e-4 relative: the same forward pass on the same input). A file
+    whose native norms differ ran another receiver, layer or prompt."""
+    bad, n = [], 0
+    for direction in source.results.directions():
+        ref: dict[str, tuple[float, str]] = {}
+        for f in _sequence_level_files(source):
+            if f.direction != direction:
+                continue
+            for r in f.per_sample:
+                v = r.get("b_hidden_norm_mean")
+                if not isinstance(v, (int, float)):
+                    bad.append(f"{f.name}#{r.get('idx')}: no native norm")
+                    continue
+                n += 1
+                want, where = ref.setdefault(r["sample_id"], (v, f.name))
+                if abs(v - want) > 1e-4 * abs(want):
+                    bad.append(f"{f.name}#{r.get('idx')}: {v:.4f} vs {want:.4f} in {where}")
+    msg = measured(f"{n} rows; {len(bad)} disagree")
+    assert not bad, f"{msg}: {bad[:4]}"

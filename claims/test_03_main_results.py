@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import statistics
+
+from claims._stated import (
+    at4,
+    comparison_problems,
+    mean_problem,
+    run_accuracies,
+    stated_kind,
+    tables,
+)
 from claims._util import (
     REPLACEMENT_STYLE,
     TRANSFER_CONDITIONS,
@@ -12,6 +22,8 @@ from claims._util import (
     per_seed,
     pp,
 )
+from harness.analysis.metrics import PRIMARY_METRIC
+from harness.analysis.published import bonferroni_z
 from harness.conditions import get_condition
 from harness.sources import Source
 
@@ -146,7 +158,10 @@ def test_replacement_random_and_shuffled_conditions_are_strongly_below_both_base
 ) -> None:
     """ "Replacement, scale-corrected replacement, same-norm random injection, and shuffled
     translation are all strongly below no-injection and natural-language relay." (Section 4.1;
-    strongly: paired CI below zero and less than half of the baseline's accuracy kept)"""
+    strongly: the paired CI's upper bound lies below minus half the baseline's accuracy, so
+    with 95% confidence more than half of the baseline is lost.) Tightened from the earlier
+    reading (CI below zero and the point estimate keeping under half): half is the boundary
+    of "most of it lost", and now the interval, not only the mean, must clear it."""
     need(source, *STRONGLY_BELOW, "no_inject", "nl_relay")
     bad, kept = [], {}
     for cond in STRONGLY_BELOW:
@@ -154,7 +169,7 @@ def test_replacement_random_and_shuffled_conditions_are_strongly_below_both_base
             row = cmp(source, cond, base)
             share = source.wb(cond) / source.wb(base) if source.wb(base) else float("inf")
             kept[(cond, base)] = share
-            if row.ci_high >= 0 or share >= 0.5:
+            if row.ci_high >= -0.5 * source.wb(base):
                 bad.append(f"{ci(row)}, keeps {share:.0%}")
     top = max(kept, key=kept.__getitem__)
     msg = measured(
@@ -192,3 +207,116 @@ def test_pooled_paired_deltas_number_seeds_times_samples(source: Source, measure
     want = (seeds * source.protocol.eval.n, seeds * source.protocol.eval.strict_n)
     msg = measured(f"{full} full-n, {strict} strict pairs (expected {want[0]}, {want[1]})")
     assert (full, strict) == want, msg
+
+
+# -- the numbers Section 4.1 and Table 1 state (issue #27, item 1; claims/_stated.py) --------
+def test_table_1_means_and_standard_deviations_are_the_published_ones(
+    source: Source, measured
+) -> None:
+    """Table 1: "Values are run means with standard deviations for multi-seed conditions."
+    Every published (condition, fwd) row -- runs, n, and the mean and sample standard
+    deviation over runs of exact match, normalised exact match, word-boundary containment,
+    first-answer-span match and legacy containment -- at the published 4 decimals on the
+    artifact. On a rerun of the paper's protocol the means lie within sampling error
+    (Bonferroni over every mean of the table) and runs and n are exact; the standard
+    deviations are not tested there: over 3 seeds they have 2 degrees of freedom, so a
+    rerun's could lie anywhere from 0.16 to 1.9 times the published one (chi-square 95%)."""
+    kind = stated_kind(source)
+    pub = {c: r for (c, d), r in tables().summary.items() if d == "fwd"}
+    z = bonferroni_z(sum(len(r.means) for r in pub.values()))
+    bad, checked = [], 0
+    for cond, p in pub.items():
+        runs = source.results.runs(cond)
+        if (len(runs), min((f.n for f in runs), default=0)) != (p.runs, p.n):
+            bad.append(
+                f"{cond}: {len(runs)} runs of n {[f.n for f in runs]}, published {p.runs} of {p.n}"
+            )
+            continue
+        for metric, want in p.means.items():
+            checked += 1
+            problem = mean_problem(source, kind, cond, metric, want, z)
+            if problem:
+                bad.append(problem)
+            accs = run_accuracies(runs, metric)
+            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            if kind == "published":
+                checked += 1
+                if at4(sd) != at4(p.stds[metric]):
+                    bad.append(f"{cond} {metric} std {sd:.4f}, published {p.stds[metric]:.4f}")
+    msg = measured(
+        f"{checked} numbers of {len(pub)} published rows; {len(bad)} differ", differing=len(bad)
+    )
+    assert not bad, f"{msg}: {bad[:6]}"
+
+
+def test_additive_word_boundary_accuracy_is_0_0926(source: Source, measured) -> None:
+    """ "Additive injection has the highest mean word-boundary containment among
+    activation-transfer conditions (0.0926)" (Table 1 caption): the text's number is the
+    published table's, and the source's mean is it (artifact: at 4 decimals; rerun: within
+    sampling error, z = 1.96)."""
+    kind = stated_kind(source)
+    need(source, "additive")
+    want = tables().summary[("additive", "fwd")].means[PRIMARY_METRIC]
+    problem = mean_problem(source, kind, "additive", PRIMARY_METRIC, want, bonferroni_z(1))
+    msg = measured(
+        f"additive {source.wb('additive'):.4f} (published {want:.4f}, text 0.0926)",
+        additive=source.wb("additive"),
+    )
+    assert at4(want) == 0.0926, f"{msg}: the published table says {want:.4f}"
+    assert problem is None, f"{msg}: {problem}"
+
+
+def _stated_rows(source: Source, measured, stated: dict, *, bounds: bool = True) -> None:
+    """Each (condition, baseline) -> (delta, CI low, CI high) the text states (None: not
+    stated) equals the published Table 3 row at 4 decimals, and the source reproduces it."""
+    kind = stated_kind(source)
+    need(source, *{c for pair in stated for c in pair})
+    pub = tables().comparisons
+    z = bonferroni_z(len(stated))
+    bad, texts = [], []
+    for (cond, base), text in stated.items():
+        row = cmp(source, cond, base)
+        p = pub[(cond, base, PRIMARY_METRIC)]
+        table = (at4(p.delta), at4(p.ci_low), at4(p.ci_high))
+        if any(t is not None and t != v for t, v in zip(text, table, strict=True)):
+            bad.append(f"{cond} vs {base}: the text says {text}, the table {table}")
+        bad += comparison_problems(source, kind, row, p, z, bounds=bounds)
+        texts.append(ci(row))
+    msg = measured("; ".join(texts))
+    assert not bad, f"{msg}: {bad}"
+
+
+def test_additive_versus_no_injection_is_plus_0_0042_with_ci_minus_0_0042_to_plus_0_0126(
+    source: Source, measured
+) -> None:
+    """ "Relative to no-injection, additive has mean word-boundary delta +0.0042 with pooled
+    95% CI [-0.0042, +0.0126]." (Section 4.1) -- and the sign the paper states ("a small
+    positive mean", Figure 3) is asserted with it."""
+    _stated_rows(source, measured, {("additive", "no_inject"): (0.0042, -0.0042, 0.0126)})
+    assert cmp(source, "additive", "no_inject").delta > 0
+
+
+def test_additive_versus_natural_language_relay_is_plus_0_0093_with_ci_minus_0_0126_to_plus_0_0311(
+    source: Source, measured
+) -> None:
+    """ "Relative to natural-language relay, additive has mean delta +0.0093 with pooled 95%
+    CI [-0.0126, +0.0311]." (Section 4.1) -- with its positive sign."""
+    _stated_rows(source, measured, {("additive", "nl_relay"): (0.0093, -0.0126, 0.0311)})
+    assert cmp(source, "additive", "nl_relay").delta > 0
+
+
+def test_replacement_delta_is_minus_0_0859_versus_no_injection_and_minus_0_0808_versus_relay(
+    source: Source, measured
+) -> None:
+    """ "By contrast, replacement has delta -0.0859 versus no-injection and -0.0808 versus
+    natural-language relay" (Section 4.1): the deltas only (the text states no CI), negative."""
+    _stated_rows(
+        source,
+        measured,
+        {
+            ("replace", "no_inject"): (-0.0859, None, None),
+            ("replace", "nl_relay"): (-0.0808, None, None),
+        },
+        bounds=False,
+    )
+    assert cmp(source, "replace", "no_inject").delta < 0 > cmp(source, "replace", "nl_relay").delta

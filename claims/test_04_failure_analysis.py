@@ -19,15 +19,43 @@ def test_uncorrected_translated_vectors_have_norm_around_0_85_against_native_68_
     source: Source, measured
 ) -> None:
     """ "Uncorrected replacement inserts translated vectors with mean norm around 0.85 where the
-    receiver's native hidden-state norm is about 68.70." (Section 4.2; around / about: within
-    10% of each stated value)"""
+    receiver's native hidden-state norm is about 68.70." (Section 4.2; around / about: equal at
+    the stated precision, 2 decimals, i.e. within 0.005 of each value.) Tightened from the
+    earlier reading (within 10%, which let a native norm of 62 or 75 pass): the paper states
+    both numbers as the artifact's means rounded to 2 decimals (0.8471 and 68.6985), so
+    "about" says the text rounds, not that any value near it will do."""
     translated, native = _norms(source)
     msg = measured(
-        f"translated {translated:.3f}, native {native:.2f} (ratio {native / translated:.1f}x)",
+        f"translated {translated:.4f}, native {native:.4f} (ratio {native / translated:.1f}x)",
         translated=translated,
         native=native,
     )
-    assert abs(translated - 0.85) <= 0.085 and abs(native - 68.70) <= 6.87, msg
+    assert abs(translated - 0.85) < 0.005 and abs(native - 68.70) < 0.005, msg
+
+
+def test_replacement_inserts_the_translators_output(source: Source, measured) -> None:
+    """ "Uncorrected replacement inserts translated vectors" (Section 4.2): in every row of
+    every replacement file the recorded inserted norm is the translated norm (within 0.1%:
+    the two are norms of the same vector, computed before and after the hook's dtype cast)."""
+    need(source, "replace")
+    bad, worst = [], 0.0
+    for f in source.results:
+        if f.condition != "replace":
+            continue
+        for r in f.per_sample:
+            inj, tr = r.get("injected_norm_mean"), r.get("translated_norm_mean")
+            if not (isinstance(inj, (int, float)) and isinstance(tr, (int, float)) and tr > 0):
+                bad.append(f"{f.name}#{r.get('idx')}: injected {inj}, translated {tr}")
+                continue
+            worst = max(worst, abs(inj / tr - 1))
+            if abs(inj / tr - 1) > 1e-3:
+                bad.append(f"{f.name}#{r['idx']}: injected {inj:.4f}, translated {tr:.4f}")
+    msg = measured(
+        f"inserted = translated in every row within {worst:.1e}; mean inserted "
+        f"{mean_sample_field(source, 'replace', 'injected_norm_mean'):.4f}",
+        worst=worst,
+    )
+    assert not bad, f"{msg}; {len(bad)} rows differ: {bad[:4]}"
 
 
 def test_the_norm_gap_is_roughly_two_orders_of_magnitude(source: Source, measured) -> None:
@@ -62,16 +90,23 @@ def test_scale_corrected_replacement_remains_far_below_both_baselines(
     source: Source, measured
 ) -> None:
     """ "Scale-corrected replacement remains far below baseline, so norm mismatch is not the
-    whole explanation." (far below: paired CI below zero against no-injection and the relay,
-    keeping less than half of either baseline's accuracy)"""
+    whole explanation." (far below: against no-injection and the relay, the paired CI's
+    upper bound lies below minus half the baseline's accuracy, so with 95% confidence more
+    than half of either baseline is lost.) Tightened from the earlier reading (CI below zero
+    and the point estimate under half): the half is the boundary of "most of it is lost",
+    and now the interval, not only the mean, must clear it."""
     rows = [cmp(source, "scale_corrected", b) for b in ("no_inject", "nl_relay")]
     kept = [source.wb("scale_corrected") / source.wb(r.baseline) for r in rows]
     msg = measured(
-        "; ".join(f"{ci(r)}, keeps {k:.0%}" for r, k in zip(rows, kept, strict=True)),
+        "; ".join(
+            f"{ci(r)}, keeps {k:.0%} (upper bound {r.ci_high / source.wb(r.baseline):+.0%} of "
+            "the baseline)"
+            for r, k in zip(rows, kept, strict=True)
+        ),
         delta_no_inject=rows[0].delta,
         delta_nl_relay=rows[1].delta,
     )
-    assert all(r.ci_high < 0 for r in rows) and max(kept) < 0.5, msg
+    assert all(r.ci_high < -0.5 * source.wb(r.baseline) for r in rows), msg
 
 
 def test_scale_corrected_gap_to_no_injection_exceeds_eight_points(source: Source, measured) -> None:
@@ -102,7 +137,10 @@ def test_best_alpha_blend_falls_roughly_halfway_between_floor_and_baseline(
     source: Source, measured
 ) -> None:
     """ "The best-alpha blend partially substitutes the translated state and falls roughly
-    halfway between baseline and the strong-replacement floor." (roughly: 25%-75% of the way)"""
+    halfway between baseline and the strong-replacement floor." (roughly halfway: the position
+    rounds to 1/2 among the simple fractions 0, 1/3, 1/2, 2/3 and 1, i.e. lies in
+    [5/12, 7/12].) Tightened from 25%-75%, which also admitted a blend a quarter of the way
+    (closer to "a third" than to "half")."""
     need(source, "best_alpha", "scale_corrected", "no_inject")
     floor, base, mid = source.wb("scale_corrected"), source.wb("no_inject"), source.wb("best_alpha")
     position = (mid - floor) / (base - floor) if base != floor else float("nan")
@@ -111,7 +149,7 @@ def test_best_alpha_blend_falls_roughly_halfway_between_floor_and_baseline(
         f"-> {position:.2f} of the way",
         position=position,
     )
-    assert 0.25 <= position <= 0.75, msg
+    assert 5 / 12 <= position <= 7 / 12, msg
 
 
 def test_additive_injection_leaves_the_residual_stream_nearly_intact(

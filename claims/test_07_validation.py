@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.analysis.validate import expected_files
+from harness.analysis.evalset import load_evalset
 from harness.conditions import PRIMARY_CONDITIONS, STRICT_CONDITIONS
 from harness.io import sha256_file
 from harness.sources import Source
+from harness.spec.jobs import expected
 
 
 def _paper_grid(source: Source, *, strict: bool = False) -> None:
@@ -56,8 +57,7 @@ def test_appendix_control_files_have_full_rows_the_eval_hash_and_no_mismatches(
     the artifact (the paper's text lists them only in Appendix C's table): each holds every
     eval row once, the clean-eval hash, and zero sequence or token mismatches, in its
     summary and in every row."""
-    grid = set(expected_files(source.protocol, include_strict=True))
-    grid |= set(expected_files(source.protocol, extension_only=True))
+    grid = set(expected(source.protocol, ("primary", "strict", "extension"), every_extension=True))
     files = [f for f in source.results if f.name not in grid]
     bad = []
     for f in files:
@@ -99,6 +99,62 @@ def test_every_result_file_carries_the_clean_eval_hash(source: Source, measured)
     ]
     msg = measured(f"{len(source.results) - len(bad)} of {len(source.results)} files")
     assert not bad, f"{msg}; wrong in {bad}"
+
+
+def _eval_rows(source: Source):
+    assert source.eval_path is not None, "eval file missing"
+    return load_evalset(source.eval_path, source.protocol.eval.sha256).rows
+
+
+def test_every_result_file_holds_clean_eval_ids_and_golds(source: Source, measured) -> None:
+    """ "The final clean evaluation set has 396 rows" and every result file is an evaluation
+    of it (Section 3.1; issue #27, item 6: every file, appendix and extension files too, not
+    only the grid the validator reads): each row's sample id is a clean-eval id at the
+    eval position its ``idx`` names, each id appears once, the gold answer is the eval's, and
+    every file except the strict controls (whose subset has its own claim) holds all rows."""
+    rows = _eval_rows(source)
+    bad = []
+    for f in source.results:
+        ids = [r["sample_id"] for r in f.per_sample]
+        wrong = [
+            r["sample_id"]
+            for r in f.per_sample
+            if not (
+                isinstance(r.get("idx"), int)
+                and 0 <= r["idx"] < len(rows)
+                and rows[r["idx"]].sample_id == r["sample_id"]
+                and rows[r["idx"]].answer == r["gold"]
+            )
+        ]
+        strict = f.condition == "shuffled_translation_strict_matched"
+        if wrong or len(ids) != len(set(ids)) or (not strict and f.n != len(rows)):
+            bad.append(
+                f"{f.name}: {len(wrong)} rows off the eval (e.g. {wrong[:2]}), "
+                f"{len(ids) - len(set(ids))} repeated, n {f.n}"
+            )
+    msg = measured(f"{len(source.results)} files against {len(rows)} eval rows; {len(bad)} off")
+    assert not bad, f"{msg}: {bad[:4]}"
+
+
+def test_every_result_file_decodes_greedily_with_the_stated_settings(
+    source: Source, measured
+) -> None:
+    """ "Receiver decoding is greedy. It uses 64 new tokens, repetition penalty 1.3, and a
+    no-repeat 3-gram constraint. The natural-language sender relay uses 128 new tokens."
+    (Section 3.3) -- in every file (issue #27, item 6: appendix and extension files too):
+    ``config.generation`` is exactly the protocol's receiver settings and
+    ``config.sender_generation``, wherever recorded (the relay must record it), the relay's."""
+    want = source.protocol.decoding.generation_config()
+    relay = source.protocol.decoding.relay_generation_config()
+    bad = []
+    for f in source.results:
+        gen, sender = f.config.get("generation"), f.config.get("sender_generation")
+        if gen != want or (sender is not None and sender != relay):
+            bad.append(f"{f.name}: {gen} / sender {sender}")
+        elif f.condition == "nl_relay" and sender is None:
+            bad.append(f"{f.name}: the relay records no sender settings")
+    msg = measured(f"{len(source.results)} files; {len(bad)} decoded otherwise")
+    assert not bad, f"{msg}; expected {want}, sender {relay}: {bad[:3]}"
 
 
 def test_sequence_and_token_mismatch_counts_are_zero(source: Source, measured) -> None:

@@ -4,17 +4,26 @@ Section 6 conjectures that useful model-to-model activation communication "likel
 training objective that optimizes receiver-side causal use, not only sender-to-receiver
 representational fit". ``causal_replace`` and ``causal_additive`` inject exactly as ``replace``
 and ``additive`` do, with the same affine map trained through the frozen receiver on its
-answer loss (``harness.model.causal``, the protocol's ``[causal]`` recipe). The thresholds are the
-paper's: a paired 95% CI pooled over seeds entirely above zero. The paper's artifact has no
-such runs, so the ``paper`` source skips these; outcomes on the other sources are reported
-as they are (pass, or a strict xfail with the numbers in ``claims/findings.toml``).
+answer loss (``harness.model.causal``, the protocol's ``[causal]`` recipe). The threshold is
+the paper's (a paired CI pooled over seeds entirely above zero), corrected for multiplicity:
+the four "beats" claims are one family of hypotheses, each naming its condition and
+baseline in advance (no best-of selection), so each uses a Bonferroni 1 - 0.05 / 4 = 98.75%
+CI (family-wise 5%). Each reports the smallest effect it could detect (80% power at that
+level, from the pooled standard error), so a non-replication reads with its power. The
+paper's artifact has no such runs, so the ``paper`` source skips these; outcomes on the
+other sources are reported as they are (pass, or a strict xfail with the numbers in
+``claims/findings.toml``).
 """
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from claims._util import ci, ci_values, cmp
+from harness.analysis.stats import label_seed, percentile_bootstrap_ci
+from harness.analysis.tables import paired_deltas
 from harness.sources import Source
 
 CAUSAL = ("causal_replace", "causal_additive")
@@ -28,11 +37,35 @@ def _need_causal(source: Source, condition: str) -> None:
         )
 
 
+# The family of "beats" hypotheses below (2 conditions x 2 baselines) and its corrected level.
+FAMILY = 4
+FAMILY_CONFIDENCE = 1 - 0.05 / FAMILY
+# Cosine margin of the sign test: the largest cross-machine spread of a causal map's held-out
+# normalised cosine (docs/portability.md: 0.12 for causal_replace): a seed whose causal cosine
+# is below the linear one by less could be above it on another machine, so it is no evidence.
+COSINE_MARGIN = 0.12
+
+
 def _beats(source: Source, condition: str, baseline: str, measured) -> None:
     _need_causal(source, condition)
     row = cmp(source, condition, baseline)
-    msg = measured(ci(row), **ci_values(row))
-    assert row.ci_low > 0, msg
+    deltas, _ = paired_deltas(source.results, condition, baseline)
+    low, high = percentile_bootstrap_ci(
+        deltas,
+        resamples=source.protocol.stats.bootstrap_resamples,
+        confidence=FAMILY_CONFIDENCE,
+        seed=label_seed(condition, baseline, "family"),
+    )
+    nd = statistics.NormalDist()
+    se = (row.ci_high - row.ci_low) / (2 * nd.inv_cdf(0.975))
+    detectable = (nd.inv_cdf(1 - 0.05 / (2 * FAMILY)) + nd.inv_cdf(0.8)) * se
+    msg = measured(
+        f"{ci(row)}; {FAMILY_CONFIDENCE:.2%} CI [{low * 100:+.2f}, {high * 100:+.2f}] pp "
+        f"(Bonferroni over {FAMILY}); smallest detectable gain {detectable * 100:.2f} pp",
+        **ci_values(row),
+        detectable=detectable,
+    )
+    assert low > 0, msg
 
 
 def _cosines_below_linear(source: Source, condition: str, measured) -> None:
@@ -42,10 +75,14 @@ def _cosines_below_linear(source: Source, condition: str, measured) -> None:
     assert causal and set(causal) <= set(linear), (causal, linear)
     pairs = {s: (round(causal[s], 4), round(linear[s], 4)) for s in sorted(causal)}
     below = sum(1 for c, lin in pairs.values() if c < lin)
+    clear = sum(1 for s in causal if causal[s] < linear[s] - COSINE_MARGIN)
     msg = measured(
-        f"{below} of {len(pairs)} seeds below; seed: (causal, linear) = {pairs}", seeds_below=below
+        f"{below} of {len(pairs)} seeds below, {clear} by more than the margin "
+        f"{COSINE_MARGIN}; seed: (causal, linear) = {pairs}",
+        seeds_below=below,
+        seeds_below_margin=clear,
     )
-    assert below == len(pairs), msg
+    assert clear == len(pairs), msg
 
 
 def test_a_causally_trained_replace_translator_beats_no_injection(source: Source, measured) -> None:
@@ -82,12 +119,13 @@ def test_causal_replace_translator_has_lower_offline_cosine_than_the_linear_one(
 ) -> None:
     """Hypothesis: usability and alignment diverge -- on every seed the causally trained
     (replace) map's held-out normalised cosine is below the linear translator's, on the same
-    held-out tokens."""
+    held-out tokens, by more than ``COSINE_MARGIN`` (3 seeds below with no margin would be a
+    sign test of p = 1/8 at best, and a gap inside the cross-machine spread is no gap)."""
     _cosines_below_linear(source, "causal_replace", measured)
 
 
 def test_causal_additive_translator_has_lower_offline_cosine_than_the_linear_one(
     source: Source, measured
 ) -> None:
-    """Hypothesis: as above for the map trained for additive injection."""
+    """Hypothesis: as above for the map trained for additive injection (same margin)."""
     _cosines_below_linear(source, "causal_additive", measured)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, report_errors
+from harness.text import ArgumentParser, printable
 
 __all__ = ["build_parser", "main"]
 
@@ -34,11 +35,12 @@ def _dirs(args: argparse.Namespace) -> list[Path]:
 
 
 def _results(args: argparse.Namespace):
-    """The result set of ``args.dirs``; refuses an empty set or one mixing eval sets/protocols."""
+    """The result set of ``args.dirs``; refuses an empty set, one mixing eval sets, protocols
+    or runs, copies of a run, and rows that do not match the eval set the files name."""
     from harness.analysis.results import ResultSet
 
     rs = ResultSet.from_dirs(*_dirs(args))
-    rs.check_consistent()
+    rs.check_consistent(_protocol(args), args.artifact)  # rows against the eval the files name
     return rs
 
 
@@ -60,6 +62,7 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    rows = [[printable(c) for c in r] for r in rows]  # cells come from files: no raw controls
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
     ]
@@ -182,7 +185,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for c in report.checks:
         tag = "PASS" if c.passed else ("FAIL" if c.blocking else "NOTE")
         kind = "blocking" if c.blocking else "advisory"
-        print(f"[{tag}] {c.name} ({kind}): {c.detail}")
+        print(printable(f"[{tag}] {c.name} ({kind}): {c.detail}"))
     verdict = "passed" if report.blocking_passed else "FAILED"
     print(
         f"\n{report.present_files} of {report.expected_files} expected files present; blocking checks {verdict}."
@@ -205,7 +208,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         ["file", "label", "gold", "prediction"],
         [[r.file, r.label, r.gold, r.prediction.replace("\n", " ")[:60]] for r in rows],
     )
-    print(f"\n{len(rows)} rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(
+        printable(
+            f"\n{len(rows)} rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+            keep_newlines=True,
+        )
+    )
     _write_json(args.json, {"rows": [r.to_json() for r in rows], "label_counts": counts})
     return 0
 
@@ -226,7 +234,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
         source=args.source or "",
     )
     for p in paths:
-        print(p)
+        print(printable(p))
     return 0
 
 
@@ -241,7 +249,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     problems = verify_artifact(root)
     if problems:
         raise HarnessError(f"artifact at {root} failed verification: {problems}")
-    print(f"paper artifact ready at {root} (every SHA-256 verified)")
+    print(printable(f"paper artifact ready at {root} (every SHA-256 verified)"))
     return 0
 
 
@@ -251,15 +259,21 @@ def cmd_validate_protocol(args: argparse.Namespace) -> int:
     proto = load_protocol(args.protocol, check=False)
     problems = protocol_problems(proto)
     for line in problems:
-        print(f"problem: {line}")
-    print(f"{args.protocol}: {len(problems)} problem(s)" if problems else f"{args.protocol}: valid")
+        print(printable(f"problem: {line}"))
+    print(
+        printable(
+            f"{args.protocol}: {len(problems)} problem(s)"
+            if problems
+            else f"{args.protocol}: valid"
+        )
+    )
     return 1 if problems else 0
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from harness.analysis.claimtable import render_claim_table
 
-    print(render_claim_table(args.status, markdown=args.markdown))
+    print(printable(render_claim_table(args.status, markdown=args.markdown), keep_newlines=True))
     return 0
 
 
@@ -267,12 +281,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.analysis.report import write_report
 
     for line in write_report(args.out, artifact=args.artifact, sources=args.source):
-        print(line)
+        print(printable(line))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -12,7 +12,8 @@ lists (``extension_conditions`` for a condition beyond the paper).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +25,8 @@ __all__ = [
     "LAST_TOKEN_CONDITIONS",
     "MAIN_TABLE_CONDITIONS",
     "PRIMARY_CONDITIONS",
+    "RAMESH_LI_CONDITIONS",
+    "ROLES",
     "STRICT_CONDITIONS",
     "Condition",
     "InjectionPlan",
@@ -32,11 +35,13 @@ __all__ = [
     "alpha_tag",
     "get_condition",
     "register",
+    "the_condition",
+    "with_role",
 ]
 
 Group = Literal["primary", "strict", "appendix", "extension"]
 Mode = Literal["replace", "scale_corrected", "additive", "mean"]
-States = Literal["receiver", "zero", "random", "translated"]
+States = Literal["receiver", "receiver_mean", "zero", "random", "translated"]
 DIRECTIONS = ("fwd", "rev")
 
 
@@ -48,6 +53,9 @@ class InjectionSpec:
     ``additive`` h <- h + scale * s; ``mean`` h <- (h + s) / 2. ``timing`` is when the hook
     acts (the runner implements the prompt prefill only); ``positions`` which prompt
     positions it changes: ``all`` real positions, or the ``last`` one only.
+    ``broadcast_last``: every changed position receives the last prompt position's source
+    vector (the paper's additive), instead of its own. One interpreter reads these fields for
+    inference and for training through the receiver (``harness.model.plans``).
     """
 
     mode: Mode
@@ -55,18 +63,22 @@ class InjectionSpec:
     scale: float = 1.0
     timing: str = "prefill_only"
     positions: Literal["all", "last"] = "all"
+    broadcast_last: bool = False
 
 
 @dataclass(frozen=True)
 class InjectionPlan:
     """What a condition injects.
 
-    states: whose states are injected: the receiver's own (``receiver``), zero vectors,
+    states: whose states are injected: the receiver's own (``receiver``), their mean over
+        every eval prompt position (``receiver_mean``), zero vectors,
         random directions, or the sender's states through a translator (``translated``).
     mode: how they enter the receiver block (see :class:`InjectionSpec`).
     alpha: which protocol alpha a ``scale_corrected`` plan uses.
     translator: ``linear`` (the fitted translator) or ``causal`` (trained through the
-        receiver on its answer loss, ``harness.model.causal``).
+        receiver on its answer loss, ``harness.model.causal``); ``raw_map`` (Ramesh & Li's W,
+        fitted on raw final-token states at a searched layer pair, ``harness.run.ramesh_li``)
+        or ``coords`` (no map: the last min(d_A, d_B) coordinates combined).
     last_broadcast: inject the last prompt position's vector at every position (additive).
     shuffle: ``full`` / ``strict``: each sample receives another sample's translated states
         of the same prompt length (strict drops singleton lengths instead of falling back).
@@ -78,7 +90,7 @@ class InjectionPlan:
     states: States
     mode: Mode
     alpha: Literal["scale_corrected", "best_alpha"] | None = None
-    translator: Literal["linear", "causal"] | None = None
+    translator: Literal["linear", "causal", "raw_map", "coords"] | None = None
     last_broadcast: bool = False
     shuffle: Literal["full", "strict"] | None = None
     last_token: bool = False
@@ -87,13 +99,17 @@ class InjectionPlan:
     def spec(self, protocol: Any) -> InjectionSpec:
         """The :class:`InjectionSpec` this plan runs under ``protocol``'s strengths."""
         positions: Literal["all", "last"] = "last" if self.last_token else "all"
+        alpha, scale = 1.0, 1.0
         if self.mode == "additive":
             scale = protocol.injection.additive_scale if self.scale is None else self.scale
-            return InjectionSpec("additive", scale=scale, positions=positions)
-        if self.mode in ("replace", "mean"):
-            return InjectionSpec(self.mode, positions=positions)
+        elif self.mode == "scale_corrected":
+            alpha = protocol.alpha_for(self.alpha)
         return InjectionSpec(
-            "scale_corrected", alpha=protocol.alpha_for(self.alpha), positions=positions
+            self.mode,
+            alpha=alpha,
+            scale=scale,
+            positions=positions,
+            broadcast_last=self.last_broadcast,
         )
 
 
@@ -108,12 +124,14 @@ class Shuffle:
     strict: bool
 
 
+Role = Literal["baseline", "no_injection", "relay", "transfer", "replacement_style", "control"]
+ROLES: tuple[Role, ...] = typing.get_args(Role)
 ModelsRecord = Literal["pair", "pair_no_site", "receiver_self", "random_direction", "zero_vector"]
 # (the spec that ran, the file-name alpha, the shuffle drawn) -> the file's ``injection`` block
 InjectionRecord = Callable[[InjectionSpec | None, float | None, "Shuffle | None"], dict[str, Any]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Condition:
     """One experimental condition.
 
@@ -129,20 +147,32 @@ class Condition:
     injection_record: builds the ``injection`` block from the spec that ran, the file-name
         alpha and the :class:`Shuffle` drawn (shuffled conditions).
     exact_across_machines: its predictions are the same on every CPU kind, thread count and
-        on a GPU (tools/portability.py measures it); False for maps trained through the
+        on a GPU (harness/tools/portability.py measures it); False for maps trained through the
         receiver, whose optimisation amplifies float rounding (harness.analysis.tolerance).
+    roles: what claims, tables and figures treat it as (:data:`ROLES`): ``baseline`` (a
+        comparison reference; ``no_injection`` and ``relay`` name the two), ``transfer``
+        (carries the sender's states into the receiver), ``replacement_style`` (substitutes
+        the receiver's state; the paper's abstract and Figure 3), ``control`` (a diagnostic).
+    counterpart: the paper condition an extension modifies (drawn beside it in figures).
     """
 
     name: str
     group: Group
     deterministic: bool
-    alpha: Literal["scale_corrected", "best_alpha"] | None
     label: str
     plan: InjectionPlan | None
     injection_record: InjectionRecord = field(repr=False)
+    alpha: Literal["scale_corrected", "best_alpha"] | None = None
     relay: bool = False
     models: ModelsRecord = "pair"
     exact_across_machines: bool = True
+    roles: tuple[Role, ...] = ()
+    counterpart: str | None = None
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.roles if r not in ROLES]
+        if bad:
+            raise ValueError(f"condition {self.name!r}: unknown roles {bad}; use {ROLES}")
 
     @property
     def uses_translator(self) -> bool:
@@ -176,7 +206,7 @@ def _sourced(source: str, *, with_alpha: bool = False) -> InjectionRecord:
     def record(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
         assert spec is not None
         mode = "replace_scale_corrected" if spec.mode == "scale_corrected" else spec.mode
-        out = {"mode": mode, "timing": spec.timing, "source": source}
+        out: dict[str, Any] = {"mode": mode, "timing": spec.timing, "source": source}
         if with_alpha:
             out["alpha"] = spec.alpha
         return out
@@ -235,70 +265,106 @@ def register(condition: Condition) -> Condition:
     return condition
 
 
-_linear = {"states": "translated", "translator": "linear"}
+_TRANSFER: tuple[Role, ...] = ("transfer",)
+_REPLACING: tuple[Role, ...] = ("transfer", "replacement_style")
+
+
+def _linear(mode: Mode, **kw: Any) -> InjectionPlan:
+    """A plan injecting the sender's states through the paper's fitted linear translator."""
+    return InjectionPlan(states="translated", mode=mode, translator="linear", **kw)
+
+
 for _c in (
     Condition(
-        "no_inject", "primary", True, None, "no injection", None, _no_injection,
-        models="pair_no_site",
-    ),
-    Condition("nl_relay", "primary", True, None, "NL relay", None, _natural_language, relay=True),
-    Condition(
-        "additive", "primary", False, None, "additive",
-        InjectionPlan(mode="additive", last_broadcast=True, **_linear), _translated,
+        name="no_inject", group="primary", deterministic=True, label="no injection",
+        plan=None, injection_record=_no_injection, models="pair_no_site",
+        roles=("baseline", "no_injection"),
     ),
     Condition(
-        "replace", "primary", False, None, "replace",
-        InjectionPlan(mode="replace", **_linear), _translated,
+        name="nl_relay", group="primary", deterministic=True, label="NL relay",
+        plan=None, injection_record=_natural_language, relay=True, roles=("baseline", "relay"),
     ),
     Condition(
-        "scale_corrected", "primary", False, "scale_corrected", "scale-corrected",
-        InjectionPlan(mode="scale_corrected", alpha="scale_corrected", **_linear), _translated,
+        name="additive", group="primary", deterministic=False, label="additive",
+        plan=_linear("additive", last_broadcast=True),
+        injection_record=_translated, roles=_TRANSFER,
     ),
     Condition(
-        "best_alpha", "primary", False, "best_alpha", "best alpha",
-        InjectionPlan(mode="scale_corrected", alpha="best_alpha", **_linear), _translated,
+        name="replace", group="primary", deterministic=False, label="replace",
+        plan=_linear("replace"), injection_record=_translated,
+        roles=_REPLACING,
     ),
     Condition(
-        "b_to_b_self_inject", "primary", True, None, "self-injection",
-        InjectionPlan("receiver", "replace"), _sourced("receiver_self"),
-        models="receiver_self",
+        name="scale_corrected", group="primary", deterministic=False, alpha="scale_corrected",
+        label="scale-corrected",
+        plan=_linear("scale_corrected", alpha="scale_corrected"),
+        injection_record=_translated, roles=_REPLACING,
     ),
     Condition(
-        "same_norm_random", "primary", False, None, "same-norm random",
-        InjectionPlan("random", "scale_corrected", alpha="scale_corrected"),
-        _sourced("random_direction", with_alpha=True), models="random_direction",
+        name="best_alpha", group="primary", deterministic=False, alpha="best_alpha",
+        label="best alpha",
+        plan=_linear("scale_corrected", alpha="best_alpha"),
+        injection_record=_translated, roles=_TRANSFER,
     ),
     Condition(
-        "shuffled_translation", "primary", False, "scale_corrected", "shuffled (full-n)",
-        InjectionPlan(mode="scale_corrected", alpha="scale_corrected", shuffle="full", **_linear),
-        _translated,
+        name="b_to_b_self_inject", group="primary", deterministic=True, label="self-injection",
+        plan=InjectionPlan("receiver", "replace"), injection_record=_sourced("receiver_self"),
+        models="receiver_self", roles=("control",),
     ),
     Condition(
-        "shuffled_translation_strict_matched", "strict", False, "scale_corrected",
-        "shuffled (strict)",
-        InjectionPlan(
-            mode="scale_corrected", alpha="scale_corrected", shuffle="strict", **_linear
+        name="same_norm_random", group="primary", deterministic=False, label="same-norm random",
+        plan=InjectionPlan("random", "scale_corrected", alpha="scale_corrected"),
+        injection_record=_sourced("random_direction", with_alpha=True),
+        models="random_direction", roles=("control",),
+    ),
+    Condition(
+        name="shuffled_translation", group="primary", deterministic=False,
+        alpha="scale_corrected", label="shuffled (full-n)",
+        plan=_linear(
+            "scale_corrected", alpha="scale_corrected", shuffle="full"
         ),
-        _translated,
+        injection_record=_translated, roles=(*_REPLACING, "control"),
     ),
     Condition(
-        "zero_replacement", "appendix", True, None, "zero replacement",
-        InjectionPlan("zero", "replace"), _sourced("zero_vector"), models="zero_vector",
+        name="shuffled_translation_strict_matched", group="strict", deterministic=False,
+        alpha="scale_corrected", label="shuffled (strict)",
+        plan=_linear(
+            "scale_corrected", alpha="scale_corrected", shuffle="strict"
+        ),
+        injection_record=_translated, roles=(*_REPLACING, "control"),
+    ),
+    Condition(
+        name="zero_replacement", group="appendix", deterministic=True, label="zero replacement",
+        plan=InjectionPlan("zero", "replace"), injection_record=_sourced("zero_vector"),
+        models="zero_vector", roles=("control",),
+    ),
+    # A control beyond the paper's appendix (and the worked example of docs/architecture.md):
+    # mean ablation, the receiver's block output replaced at every prompt position by its mean
+    # over every eval prompt position, a standard interpretability baseline beside zero
+    # replacement. No shipped protocol lists it; `run --conditions mean_ablation` runs it.
+    Condition(
+        name="mean_ablation", group="appendix", deterministic=True, label="mean ablation",
+        plan=InjectionPlan("receiver_mean", "replace"),
+        injection_record=_sourced("receiver_mean"), models="receiver_self", roles=("control",),
     ),
     # Beyond the paper (issue #9): the same injections with a translator trained through the
     # frozen receiver on its answer loss (harness.model.causal).
     Condition(
-        "causal_replace", "extension", False, None, "causal replace",
-        InjectionPlan("translated", "replace", translator="causal"), _causal,
-        exact_across_machines=False,
+        name="causal_replace", group="extension", deterministic=False, label="causal replace",
+        plan=InjectionPlan("translated", "replace", translator="causal"),
+        injection_record=_causal, exact_across_machines=False, roles=_REPLACING,
+        counterpart="replace",
     ),
     Condition(
-        "causal_additive", "extension", False, None, "causal additive",
-        InjectionPlan("translated", "additive", translator="causal", last_broadcast=True),
-        _causal,
-        exact_across_machines=False,
+        name="causal_additive", group="extension", deterministic=False,
+        label="causal additive",
+        plan=InjectionPlan("translated", "additive", translator="causal", last_broadcast=True),
+        injection_record=_causal, exact_across_machines=False, roles=_TRANSFER,
+        counterpart="additive",
     ),
-    # Beyond the paper (issue #20): last-token communication after Ramesh & Li,
+    # Beyond the paper (issue #20): last-token communication after Ramesh & Li, here *with
+    # the negative-result paper's normalised translator T* (kept for the contrast with their
+    # own map W, the rl_* conditions below):
     # "Communicating Activations Between Language Model Agents" (ICML 2025, arXiv
     # 2501.14082). As in their method, the receiver's state at one layer and the last prompt
     # position is combined with the sender's last-position state by f = sum, mean or replace,
@@ -308,29 +374,102 @@ for _c in (
     # the protocol's relative depth, not a searched pair; and the task is this protocol's QA,
     # not their coordination games. Prefill only.
     Condition(
-        "last_token_sum", "extension", False, None, "last token: sum",
-        InjectionPlan("translated", "additive", translator="linear", last_token=True, scale=1.0),
-        _last_token,
+        name="last_token_sum", group="extension", deterministic=False,
+        label="last token: sum (normalised T)",
+        plan=InjectionPlan(
+            "translated", "additive", translator="linear", last_token=True, scale=1.0
+        ),
+        injection_record=_last_token, roles=_TRANSFER,
     ),
     Condition(
-        "last_token_mean", "extension", False, None, "last token: mean",
-        InjectionPlan("translated", "mean", translator="linear", last_token=True), _last_token,
+        name="last_token_mean", group="extension", deterministic=False,
+        label="last token: mean (normalised T)",
+        plan=InjectionPlan("translated", "mean", translator="linear", last_token=True),
+        injection_record=_last_token, roles=_TRANSFER,
     ),
     Condition(
-        "last_token_replace", "extension", False, None, "last token: replace",
-        InjectionPlan("translated", "replace", translator="linear", last_token=True),
-        _last_token,
+        name="last_token_replace", group="extension", deterministic=False,
+        label="last token: replace (normalised T)",
+        plan=InjectionPlan("translated", "replace", translator="linear", last_token=True),
+        injection_record=_last_token, roles=_TRANSFER,
     ),
     # The paper's conjecture where it has room to be true (issue #20): last-token replace with
     # a map trained through the receiver on its answer loss, the receiver reading its own
     # prompt (in the withheld regime, without the context) and the sender the full one.
     Condition(
-        "last_token_causal_replace", "extension", False, None, "last token: causal replace",
-        InjectionPlan("translated", "replace", translator="causal", last_token=True),
-        _last_token_causal, exact_across_machines=False,
+        name="last_token_causal_replace", group="extension", deterministic=False,
+        label="last token: causal replace",
+        plan=InjectionPlan("translated", "replace", translator="causal", last_token=True),
+        injection_record=_last_token_causal, exact_across_machines=False, roles=_TRANSFER,
+        counterpart="last_token_replace",
     ),
 ):  # fmt: skip
     register(_c)
+
+
+# Beyond the paper (issue #28): Ramesh & Li's method as they define it (arXiv 2501.14082,
+# Section 3). Only the receiver's last prompt position after block j changes, to f(W a, b),
+# with a the sender's last-token state after block k, (k, j) chosen by a layer search on a
+# split disjoint from the eval, and W their task-agnostic map fitted by least squares on raw
+# final-token states of both models reading the same texts (so W a has the receiver's
+# scale; the identity where the sender is the receiver). The rl_coords_* conditions are
+# their map-free cross-width combine: f over the last min(d_A, d_B) coordinates. Both maps
+# are deterministic (W is a float64 least-squares solution on fixed texts), so each runs
+# once: one file, no seed (pooling identical seed files would only narrow the CI).
+def _ramesh_li(source: str) -> InjectionRecord:
+    def record(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
+        assert spec is not None
+        combine = {"additive": "sum", "mean": "mean", "replace": "replace"}[spec.mode]
+        return {
+            "mode": f"ramesh_li_{combine}",
+            "timing": spec.timing,
+            "positions": "last_token",
+            "combine": combine,
+            "scale": spec.scale if spec.mode == "additive" else None,
+            "source": source,
+        }
+
+    return record
+
+
+_RL_COMBINES: tuple[tuple[str, Mode], ...] = (
+    ("sum", "additive"),
+    ("mean", "mean"),
+    ("replace", "replace"),
+)
+for _f, _mode in _RL_COMBINES:
+    register(
+        Condition(
+            name=f"rl_map_{_f}",
+            group="extension",
+            deterministic=True,
+            alpha=None,
+            label=f"R&L {_f}, their W",
+            plan=InjectionPlan(
+                states="translated", mode=_mode, translator="raw_map", last_token=True,
+                scale=1.0 if _mode == "additive" else None,
+            ),
+            injection_record=_ramesh_li("raw_map_sender_last_token"),
+        )
+    )  # fmt: skip
+    register(
+        Condition(
+            name=f"rl_coords_{_f}",
+            group="extension",
+            deterministic=True,
+            alpha=None,
+            label=f"R&L {_f}, last coords",
+            plan=InjectionPlan(
+                states="translated", mode=_mode, translator="coords", last_token=True,
+                scale=1.0 if _mode == "additive" else None,
+            ),
+            injection_record=_ramesh_li("sender_last_token_last_coordinates"),
+        )
+    )  # fmt: skip
+# Ramesh & Li's conditions as they define them (issue #28).
+RAMESH_LI_CONDITIONS: tuple[str, ...] = tuple(
+    n for n, c in CONDITIONS.items() if c.plan and c.plan.translator in ("raw_map", "coords")
+)
 
 PRIMARY_CONDITIONS: tuple[str, ...] = tuple(
     n for n, c in CONDITIONS.items() if c.group == "primary"
@@ -348,6 +487,25 @@ CAUSAL_MODES: dict[str, str] = {
 }
 # The paper's main table rows (Section 4.1); the audit slice uses the first six.
 MAIN_TABLE_CONDITIONS: tuple[str, ...] = PRIMARY_CONDITIONS + STRICT_CONDITIONS
+
+
+def with_role(role: Role, groups: Collection[Group] | None = None) -> tuple[str, ...]:
+    """The registered conditions that carry ``role`` (in registration order), optionally only
+    those of ``groups``: the one place claims, tables, figures and validation learn which
+    conditions are baselines, transfers or replacement-style."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; use {ROLES}")
+    return tuple(
+        n
+        for n, c in CONDITIONS.items()
+        if role in c.roles and (groups is None or c.group in groups)
+    )
+
+
+def the_condition(role: Role) -> str:
+    """The single condition with ``role`` (``no_injection``, ``relay``)."""
+    (name,) = with_role(role)
+    return name
 
 
 def get_condition(name: str) -> Condition:

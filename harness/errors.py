@@ -28,12 +28,14 @@ def report_errors(fn: Callable[[], int], *, debug: bool = False) -> int:
 
     Returns the command's exit code, or the error's (2). ``debug`` re-raises instead.
     """
+    from harness.text import printable
+
     try:
         return int(fn() or 0)
     except HarnessError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         return 0
@@ -42,7 +44,7 @@ def report_errors(fn: Callable[[], int], *, debug: bool = False) -> int:
             raise
         where = f": {exc.filename}" if exc.filename else ""
         print(
-            f"error: {exc.strerror or exc}{where} -- check the path, its permissions and free "
+            f"error: {printable(exc.strerror or exc)}{printable(where)} -- check the path, its permissions and free "
             "space (--debug for a traceback)",
             file=sys.stderr,
         )

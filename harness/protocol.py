@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import string
 import tomllib
 import types
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.conditions import CONDITIONS, DIRECTIONS
+from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
+from harness.io import read_text_bounded
+from harness.spec.rules import direction_problems, seed_problems
 
 __all__ = [
     "PROTOCOL_DIR",
@@ -126,6 +129,7 @@ class TranslatorSpec:
     val_frac: float = 0.1
     ridge: float = 1e-3
     max_train_prompts: int = 560
+    texts: str = ""  # JSONL of {"text"} rows for Ramesh & Li's map W ("": none given)
 
 
 @dataclass(frozen=True)
@@ -294,8 +298,21 @@ def _between(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = Fal
     return ok, text
 
 
-_AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
-_AT_LEAST_0 = (lambda v: v >= 0, "an integer >= 0")
+# A protocol's name becomes a folder name and a claim-table column: a name, never a path.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _count(hi: int, lo: int = 1, why: str = ""):
+    """An integer in ``[lo, hi]``: the upper bound is what a run can do (memory, time)."""
+    return (lambda v: lo <= v <= hi), f"an integer >= {lo} and <= {hi}{why}"
+
+
+# Upper bounds: far above every shipped protocol, far below what would exhaust a machine
+# (one value past them would allocate a KV cache for a billion tokens or loop for days).
+_TOKENS = _count(8192, why=" (tokens; longer than any supported model's context)")
+_ROWS = _count(10_000_000, why=" (rows)")
+_BATCH = _count(65_536, why=" (a batch must fit in memory)")
+_STEPS = _count(1_000_000, why=" (optimiser steps or epochs)")
 _POSITIVE = (lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 _NON_NEGATIVE = (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 _FRACTION = _between(0, 1)
@@ -305,39 +322,40 @@ _WARMUP = _between(0, 1, hi_open=True)
 # key -> (rule, allowed values as the error says them)
 RULES: dict[str, tuple[Any, str]] = {
     "models.relative_depth": _OPEN_FRACTION,
-    "eval.n": _AT_LEAST_1,
-    "eval.strict_n": _AT_LEAST_1,
-    "prompt.max_length": _AT_LEAST_1,
-    "decoding.max_new_tokens": _AT_LEAST_1,
-    "decoding.relay_max_new_tokens": _AT_LEAST_1,
+    "eval.n": _ROWS,
+    "eval.strict_n": _ROWS,
+    "prompt.max_length": _TOKENS,
+    "decoding.max_new_tokens": _TOKENS,
+    "decoding.relay_max_new_tokens": _TOKENS,
     "decoding.repetition_penalty": _POSITIVE,
-    "decoding.no_repeat_ngram_size": _AT_LEAST_0,
+    "decoding.no_repeat_ngram_size": _count(8192, lo=0),
     "injection.additive_scale": _NON_NEGATIVE,
     "injection.scale_corrected_alpha": _FRACTION,
     "injection.best_alpha": _FRACTION,
-    "run.batch_size": _AT_LEAST_1,
+    "run.batch_size": _BATCH,
     "translator.lr": _POSITIVE,
     "translator.weight_decay": _NON_NEGATIVE,
-    "translator.epochs": _AT_LEAST_1,
-    "translator.batch_size": _AT_LEAST_1,
+    "translator.epochs": _STEPS,
+    "translator.batch_size": _count(1 << 24, why=" (tokens per step must fit in memory)"),
     "translator.warmup_frac": _WARMUP,
     "translator.val_frac": _OPEN_FRACTION,
     "translator.ridge": _NON_NEGATIVE,
-    "translator.max_train_prompts": _AT_LEAST_1,
+    "translator.max_train_prompts": _ROWS,
     "causal.lr": _POSITIVE,
     "causal.weight_decay": _NON_NEGATIVE,
-    "causal.steps": _AT_LEAST_1,
-    "causal.batch_size": _AT_LEAST_1,
+    "causal.steps": _STEPS,
+    "causal.batch_size": _BATCH,
     "causal.warmup_frac": _WARMUP,
     "causal.val_frac": _OPEN_FRACTION,
-    "causal.eval_every": _AT_LEAST_1,
+    "causal.eval_every": _STEPS,
     "causal.alignment_weight": _NON_NEGATIVE,
-    "causal.rank": _AT_LEAST_0,
-    "stats.bootstrap_resamples": _AT_LEAST_1,
+    "causal.rank": _count(65_536, lo=0),
+    # 20x the paper's 5000: each resample redraws every pair of every comparison row
+    "stats.bootstrap_resamples": _count(100_000, why=" (20x the paper's 5000)"),
     "stats.confidence": _OPEN_FRACTION,
     "stats.tost_low": (math.isfinite, "a finite number"),
     "stats.tost_high": (math.isfinite, "a finite number"),
-    "audit.per_file": _AT_LEAST_1,
+    "audit.per_file": _ROWS,
 }
 
 
@@ -355,6 +373,11 @@ def protocol_problems(p: Protocol) -> list[str]:
     the TOST bounds are ordered; the audited conditions exist.
     """
     out = []
+    if not _NAME.fullmatch(p.name) or ".." in p.name:
+        out.append(
+            f"name = {p.name!r}: must be a plain name of at most 64 letters, digits, '.', '_' "
+            "or '-' (it names cache folders and claim columns: no path separators, no '..')"
+        )
     for key, (ok, allowed) in RULES.items():
         v = _value(p, key)
         if not ok(v):
@@ -386,18 +409,8 @@ def protocol_problems(p: Protocol) -> list[str]:
     if p.eval.strict_n > p.eval.n:
         out.append(f"eval.strict_n = {p.eval.strict_n}: must be <= eval.n = {p.eval.n}")
     run = p.run
-    if not run.seeds:
-        out.append("run.seeds = []: must hold at least one seed")
-    if len(set(run.seeds)) != len(run.seeds):
-        out.append(f"run.seeds = {list(run.seeds)}: must be unique")
-    bad_seeds = [x for x in run.seeds if not 0 <= x < 2**32]
-    if bad_seeds:
-        out.append(f"run.seeds = {list(run.seeds)}: each must be in [0, 2^32)")
-    if not run.directions or len(set(run.directions)) != len(run.directions):
-        out.append(f"run.directions = {list(run.directions)}: must be unique and not empty")
-    for d in run.directions:
-        if d not in DIRECTIONS:
-            out.append(f"run.directions has {d!r}: must be 'fwd' and/or 'rev'")
+    out += seed_problems(run.seeds, "run.seeds")
+    out += direction_problems(run.directions, "run.directions")
     lists = {
         "run.conditions": run.conditions,
         "run.strict_conditions": run.strict_conditions,
@@ -454,7 +467,7 @@ def load_protocol(name_or_path: str | os.PathLike[str], *, check: bool = True) -
             f"protocol not found: {name_or_path}", f"use one of: {known}, or a path to a .toml"
         )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text_bounded(path, "protocol", limit=16 << 20))
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"malformed protocol {path}: {exc}", "fix the TOML syntax") from None
     except UnicodeDecodeError as exc:

@@ -21,10 +21,11 @@ from typing import Any
 from harness.analysis.audit import AuditRow, audit
 from harness.analysis.results import ResultSet
 from harness.analysis.tables import ComparisonRow, SummaryRow, compare, summarize
-from harness.analysis.validate import ValidationReport, expected_files, validate
+from harness.analysis.validate import ValidationReport, validate
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, sha256_file
 from harness.protocol import Protocol, load_protocol
+from harness.spec.jobs import expected
 
 __all__ = [
     "REGISTRY",
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-SOURCE_NAMES = ("paper", "mini", "pythia")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -99,7 +99,7 @@ class Source:
             self.protocol,
             include_strict=False,
             eval_path=self.eval_path,
-            only=set(expected_files(self.protocol)),
+            only=set(expected(self.protocol)),
         )
 
     @cached_property
@@ -137,40 +137,65 @@ class SourceSpec:
     kind: ``artifact`` (the paper's published result files) or ``runner`` (our runner on the
         protocol's model pair, computed once per protocol hash into the cache).
     protocol: a protocol name under ``protocols/`` or a path to a TOML file.
+    regime: its label in the regime figure (beyond the paper), if it is drawn there.
+    single_thread: its runs use one thread (tiny matmuls gain nothing from a second).
     """
 
     name: str
     kind: str
     protocol: str
+    regime: str | None = None
+    single_thread: bool = False
 
 
 REGISTRY: dict[str, SourceSpec] = {
     s.name: s
     for s in (
         SourceSpec("paper", "artifact", "paper"),
-        SourceSpec("mini", "runner", "mini"),
+        SourceSpec("mini", "runner", "mini", regime="mini, shared context", single_thread=True),
         SourceSpec("pythia", "runner", "paper"),
-        # beyond the paper (issue #20): the withheld regime and its positive control
-        SourceSpec("mini-withheld", "runner", "mini-withheld"),
-        SourceSpec("mini-control", "runner", "mini-control"),
+        # beyond the paper (issues #20, #28): the withheld regime, and Ramesh & Li's own
+        # identical-model setting (the receiver as its own sender, no map, context withheld)
+        SourceSpec("mini-withheld", "runner", "mini-withheld", regime="mini, context withheld"),
+        SourceSpec(
+            "mini-control",
+            "runner",
+            "mini-control",
+            regime="R&L identical models (receiver -> itself, withheld)",
+        ),
     )
 }
 SOURCE_NAMES = tuple(REGISTRY)
 
 
 def source_spec(token: str) -> SourceSpec:
-    """A registered source name, or a protocol TOML path (the source is named by its ``name``)."""
+    """A registered source name, or a protocol TOML path.
+
+    A TOML's source is named by its protocol's ``name`` -- unless that name is a registered
+    source's and the protocol is not that source's own (another hash): then the name carries
+    the hash (``mini@1a2b3c4d``), so a copied protocol can never take over a registered
+    source's claim column, findings or cache."""
     if token in REGISTRY:
         return REGISTRY[token]
     if token.endswith(".toml") or Path(token).is_file():
         path = Path(token).expanduser().resolve()
         if not path.is_file():
             raise SourceUnavailable(f"protocol file {token} not found")
-        return SourceSpec(load_protocol(path).name, "runner", str(path))
+        return SourceSpec(_toml_source_name(load_protocol(path)), "runner", str(path))
     raise HarnessError(
         f"unknown source {token!r}",
         f"use one of: {', '.join(SOURCE_NAMES)}, or a path to a protocol .toml",
     )
+
+
+def _toml_source_name(proto: Protocol) -> str:
+    """The source name of a protocol given as a file (see :func:`source_spec`)."""
+    own = REGISTRY.get(proto.name)
+    if own is None:
+        return proto.name
+    if own.kind == "runner" and load_protocol(own.protocol).hash == proto.hash:
+        return proto.name  # the registered protocol itself, named by its path
+    return f"{proto.name}@{proto.hash[:8]}"
 
 
 def _paper_source(artifact: str | None) -> Source:
@@ -230,24 +255,11 @@ def weights_problem(protocol: Protocol) -> str | None:
 
 
 def weights_fingerprint(protocol: Protocol) -> str:
-    """Short hash of what the protocol's model names point at.
+    """Short hash of what the protocol's model names point at (the cache entry's key); one
+    home with the run folder's fingerprints: :func:`harness.run.inputs.weights_fingerprint`."""
+    from harness.run.inputs import weights_fingerprint as fingerprint
 
-    Local model and tokenizer folders are hashed file by file, so retrained weights never
-    reuse stale cached results; hub ids contribute their name and revision.
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    m = protocol.models
-    for value in (m.sender, m.receiver, m.tokenizer):
-        h.update(f"{value}@{m.revision}\n".encode())
-        if not value or value.startswith("artifact:"):
-            continue
-        folder = protocol.resolve_path(value)
-        if folder.is_dir():
-            for f in sorted(p for p in folder.iterdir() if p.is_file()):
-                h.update(f"{f.name}:{sha256_file(f)}\n".encode())
-    return h.hexdigest()[:8]
+    return fingerprint(protocol)
 
 
 def _manifest(results: Path) -> dict[str, str]:
@@ -263,7 +275,9 @@ def cached_results(
 ) -> Path:
     """The result folder of ``protocol`` for source ``name``, computing it at most once.
 
-    The folder lives under ``cache_root()/name/<protocol hash>-<weights fingerprint>``.
+    The folder lives under ``cache_root()/name/<protocol hash>-<weights fingerprint>[-<training
+    file hash>]`` (:func:`harness.run.inputs.source_fingerprint`), so other weights or another
+    translator-training file never reuse a sealed entry.
     ``compute(results_dir)`` runs under a file lock (so concurrent xdist workers and
     processes wait for the first one), unless it is marked ``shared`` (the runner's, see
     :func:`_runner_compute`): then every process that finds the entry empty runs it on the
@@ -275,7 +289,9 @@ def cached_results(
     """
     from filelock import FileLock
 
-    root = cache_root() / name / f"{protocol.hash}-{weights_fingerprint(protocol)}"
+    from harness.run.inputs import source_fingerprint
+
+    root = cache_root() / name / f"{protocol.hash}-{source_fingerprint(protocol)}"
     results = root / "results"
     done = root / "complete.json"
     root.mkdir(parents=True, exist_ok=True)
@@ -358,7 +374,8 @@ def _runner_compute(
         # The mini pair runs single-threaded (tiny matmuls gain nothing from a second
         # thread); elsewhere one thread per xdist worker, so two workers do not thrash two
         # cores. Results do not depend on it (docs/portability.md).
-        threads = 1 if name == "mini" or os.environ.get("PYTEST_XDIST_WORKER") else None
+        single = name in REGISTRY and REGISTRY[name].single_thread
+        threads = 1 if single or os.environ.get("PYTEST_XDIST_WORKER") else None
         options = RunOptions(
             device=device,
             include_strict=True,

@@ -17,3 +17,31 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _registry_left_as_found() -> Iterator[None]:
+    """Every test leaves the condition registry as it found it: a test that registers a
+    condition must remove it (a finalizer), or this fixture errors in that test's teardown,
+    in whichever xdist worker ran it."""
+    from harness.conditions import CONDITIONS
+
+    before = dict(CONDITIONS)
+    yield
+    if before != CONDITIONS:
+        added = sorted(set(CONDITIONS) - set(before))
+        removed = sorted(set(before) - set(CONDITIONS))
+        CONDITIONS.clear()
+        CONDITIONS.update(before)
+        pytest.fail(f"the test changed the condition registry: added {added}, removed {removed}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test (or fixture) that takes ``family`` runs once per model family of the
+    architecture table (``harness/model/arch.py``), on tiny random models
+    (``tests/model_fixtures.py``); the table is imported only where a test asks for it."""
+    if "family" in metafunc.fixturenames:
+        from tests.model_fixtures import FAMILIES
+
+        # module scope: a module-scoped fixture may take it (one tiny run per family)
+        metafunc.parametrize("family", FAMILIES, scope="module")

@@ -1,7 +1,8 @@
-"""Tiny GPT-NeoX models and a character-level tokenizer for the model-half tests.
+"""Tiny models and a character-level tokenizer for the model-half tests.
 
 Everything is built locally (no hub): a ~100-token character tokenizer made with the
-``tokenizers`` library and GPTNeoX models of hidden size 32 with seeded random weights.
+``tokenizers`` library and tiny models (hidden size 32 by default; GPT-NeoX unless a test
+asks for another family of the architecture table) with seeded random weights.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from typing import Any
 
 import torch
 
+from harness.model.arch import ARCHS, make_config
+
 __all__ = [
     "EVAL_ROWS",
+    "FAMILIES",
     "build_char_tokenizer",
     "tiny_config",
     "tiny_model",
@@ -47,40 +51,48 @@ def build_char_tokenizer(directory: Path, *, reverse: bool = False) -> Any:
     return tok
 
 
-def tiny_config(hidden: int = 32, layers: int = 3, heads: int = 4, vocab: int = 100) -> Any:
-    """A GPT-NeoX config with Pythia's structure (parallel residual, partial rotary)."""
-    from transformers import GPTNeoXConfig
+# The families the model-half tests run on: every entry of the architecture table.
+FAMILIES = tuple(ARCHS)
 
-    return GPTNeoXConfig(
+
+def tiny_config(
+    hidden: int = 32, layers: int = 3, heads: int = 4, vocab: int = 100, *, family: str = "gpt_neox"
+) -> Any:
+    """A tiny random-init config of ``family`` from the architecture table (GPT-NeoX: Pythia's
+    structure, parallel residual and partial rotary); token ids fit the char tokenizer (eos 0;
+    pad 1 where the family's embedding reserves a padding row). Llama, Qwen2 and Gemma use
+    grouped-query attention (half as many key/value heads)."""
+    extra: dict[str, Any] = {"bos_token_id": 0, "eos_token_id": 0}
+    if family != "gpt_neox":
+        extra["pad_token_id"] = 1
+    if ARCHS[family].head_dim:
+        extra["num_key_value_heads"] = max(1, heads // 2)
+    return make_config(
+        family,
         vocab_size=vocab,
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         intermediate_size=4 * hidden,
-        rotary_pct=0.25,
-        rotary_emb_base=10000,
         max_position_embeddings=512,
-        use_parallel_residual=True,
-        layer_norm_eps=1e-5,
-        hidden_act="gelu",
-        tie_word_embeddings=False,
-        bos_token_id=0,
-        eos_token_id=0,
+        **extra,
     )
 
 
-def tiny_model(seed: int = 0, *, dtype: torch.dtype = torch.float32, **config: Any) -> Any:
-    """A tiny GPTNeoXForCausalLM in eval mode with weights drawn under ``seed``.
+def tiny_model(
+    seed: int = 0, *, family: str = "gpt_neox", dtype: torch.dtype = torch.float32, **config: Any
+) -> Any:
+    """A tiny causal LM of ``family`` in eval mode with weights drawn under ``seed``.
 
     Weights are scaled up (std 0.2) so greedy decoding is decisive and varied.
     """
-    from transformers import GPTNeoXForCausalLM
+    import transformers
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        cfg = tiny_config(**config)
+        cfg = tiny_config(family=family, **config)
         cfg.initializer_range = 0.2
-        model = GPTNeoXForCausalLM(cfg)
+        model = getattr(transformers, ARCHS[family].model_class)(cfg)
     return model.to(dtype).eval()
 
 
@@ -182,6 +194,7 @@ warmup_frac = 0.1
 val_frac = 0.2
 ridge = 1e-3
 max_train_prompts = 16
+texts = ""
 [causal]
 lr = 1e-2
 weight_decay = 0.0
@@ -206,16 +219,19 @@ conditions = ["no_inject"]
     return path
 
 
-def build_tiny_experiment(directory: Path, *, seeds: tuple[int, ...], batch_size: int = 4) -> Path:
-    """Tokenizer, a tiny sender (3 x 32) and receiver (6 x 48), eval and train JSONL, and a
-    protocol over them in ``directory``; returns the protocol path."""
+def build_tiny_experiment(
+    directory: Path, *, seeds: tuple[int, ...], batch_size: int = 4, family: str = "gpt_neox"
+) -> Path:
+    """Tokenizer, a tiny sender (3 x 32) and receiver (6 x 48) of ``family`` (saved random
+    weights), eval and train JSONL, and a protocol over them in ``directory``; returns the
+    protocol path."""
     import json
 
     from harness.io import sha256_file
 
     build_char_tokenizer(directory / "tok")
-    tiny_model(1, hidden=32, layers=3).save_pretrained(directory / "sender")
-    tiny_model(2, hidden=48, layers=6).save_pretrained(directory / "receiver")
+    tiny_model(1, family=family, hidden=32, layers=3).save_pretrained(directory / "sender")
+    tiny_model(2, family=family, hidden=48, layers=6).save_pretrained(directory / "receiver")
     (directory / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in EVAL_ROWS))
     train = [{k: v for k, v in r.items() if k != "clean_eval_id"} for r in EVAL_ROWS * 2]
     (directory / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import gzip
 import http.server
+import logging
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -153,10 +155,73 @@ def test_an_explicit_artifact_path_and_the_environment_take_precedence(
     vendored_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = tmp_path / "elsewhere"
-    (other / "results" / "final").mkdir(parents=True)
+    shutil.copytree(artifact.find_artifact(), other)  # a verified copy of the published files
     assert artifact.find_artifact(other) == other.resolve()
     monkeypatch.setenv("HARNESS_ARTIFACT", str(other))
     assert artifact.find_artifact() == other.resolve()
     monkeypatch.setenv("HARNESS_ARTIFACT", str(tmp_path / "nowhere"))
     with pytest.raises(HarnessError, match=r"\$HARNESS_ARTIFACT"):
         artifact.find_artifact()
+
+
+def _edited_copy(tmp_path: Path, edit) -> Path:
+    other = tmp_path / "elsewhere"
+    shutil.copytree(artifact.find_artifact(), other)
+    edit(other)
+    return other
+
+
+def _edit_prediction(root: Path) -> None:
+    target = root / "results/final/h1_replace_fwd_seed42.json"
+    target.write_bytes(target.read_bytes().replace(b'"prediction": "', b'"prediction": "x', 1))
+
+
+def _add_result_file(root: Path) -> None:
+    src = root / "results/final/h1_replace_fwd_seed42.json"
+    shutil.copy(src, root / "results/final/h1_replace_fwd_seed7.json")
+
+
+def _drop_eval(root: Path) -> None:
+    (root / "data/clean_eval.jsonl").unlink()
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (_edit_prediction, r"results/final/h1_replace_fwd_seed42\.json: sha256 mismatch"),
+        (
+            _add_result_file,
+            r"results/final/h1_replace_fwd_seed7\.json: not a file of the published artifact",
+        ),
+        (_drop_eval, r"data/clean_eval\.jsonl: missing"),
+    ],
+    ids=["edited-file", "extra-result-file", "missing-file"],
+)
+def test_an_explicit_artifact_folder_is_hash_checked_as_the_vendored_copy_is(
+    vendored_copy: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    edit,
+    pattern,
+) -> None:
+    """--artifact and $HARNESS_ARTIFACT folders are refused in one line naming the first file
+    that is not the published one; $HARNESS_ARTIFACT_UNVERIFIED=1 takes an edited copy on
+    purpose, with a warning."""
+    other = _edited_copy(tmp_path, edit)
+    assert main(["summarize", "--artifact", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(
+        r"^error: paper artifact at .*elsewhere \(--artifact\) is not the published one: "
+        + pattern
+        + r".* -- .*HARNESS_ARTIFACT_UNVERIFIED=1",
+        err,
+    ), err
+    monkeypatch.setenv("HARNESS_ARTIFACT", str(other))
+    with pytest.raises(HarnessError, match=r"\(\$HARNESS_ARTIFACT\) is not the published one"):
+        artifact.find_artifact()
+    monkeypatch.setenv("HARNESS_ARTIFACT_UNVERIFIED", "1")
+    with caplog.at_level(logging.WARNING, logger="harness.analysis.artifact"):
+        assert artifact.find_artifact() == other.resolve()
+    assert any("used anyway" in r.getMessage() for r in caplog.records)

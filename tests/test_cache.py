@@ -84,3 +84,75 @@ def test_a_translator_saved_by_an_earlier_version_still_loads(tmp_path) -> None:
     back = load_translator(base)
     assert back.config == t.config
     assert torch.equal(back.weight, t.weight)
+
+
+def _inputs(**change):
+    from harness.run.inputs import RunInputs
+
+    base = dict(
+        sender_weights="s" * 16,
+        receiver_weights="r" * 16,
+        tokenizer="t" * 16,
+        eval_sha256="e" * 64,
+        train_sha256="x" * 64,
+        train_limit="560",
+        init="pretrained",
+    )
+    return RunInputs(**{**base, **change})
+
+
+@pytest.mark.parametrize(
+    ("change", "activations_recomputed"),
+    [
+        ({"receiver_weights": "R" * 16}, True),
+        ({"init": "random:0"}, True),
+        ({"tokenizer": "T" * 16}, False),
+        ({"train_sha256": "y" * 64}, False),
+        ({"train_limit": "8"}, False),
+        ({"version": 0}, True),
+    ],
+    ids=["weights", "init", "tokenizer", "training-file", "train-limit", "cache-version"],
+)
+def test_cache_entries_of_other_inputs_are_never_read(tmp_path, change, activations_recomputed):
+    """A translator is refitted when any input it depends on changed; activations are
+    recaptured when the weights, the init or the cache format changed; same inputs reuse
+    both."""
+    proto = load_protocol("mini")
+    x, y = torch.randn(60, 4), torch.randn(60, 5)
+    ids = [[1, 2, 3], [4, 5]]
+    calls: list[str] = []
+
+    def fit():
+        calls.append("fit")
+        return fit_translator(x, y, seed=0, method="ridge")
+
+    def compute():
+        calls.append("capture")
+        return _acts(ids)
+
+    for inputs in (_inputs(), _inputs(), _inputs(**change)):
+        cache = RunCache(tmp_path / "out", proto, inputs)
+        cache.translator("key", fit, sender_dim=4, receiver_dim=5)
+        cache.activations("s", "k", ids, compute)
+    want = ["fit", "capture", "fit"] + (["capture"] if activations_recomputed else [])
+    assert calls == want
+
+
+def test_an_edited_metric_beside_a_cached_translator_is_a_refit(cache) -> None:
+    """Result files copy a cached translator's held-out metrics: an edited cosine fails the
+    record's checksum, so the translator is refitted and the edit never reaches a file."""
+    x, y = torch.randn(60, 4), torch.randn(60, 5)
+    fits = []
+
+    def fit():
+        fits.append(1)
+        return fit_translator(x, y, seed=0, method="ridge")
+
+    tr, rel, _ = cache.translator("key", fit, sender_dim=4, receiver_dim=5)
+    meta_path = (cache.out / rel).with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["metrics"]["normalized_cosine"] = 0.97
+    meta_path.write_text(json.dumps(meta))
+    again, _, fitted = cache.translator("key", fit, sender_dim=4, receiver_dim=5)
+    assert fitted and len(fits) == 2
+    assert again.metrics["normalized_cosine"] == tr.metrics["normalized_cosine"] != 0.97

@@ -64,7 +64,11 @@ def pair():
 
 def _fit(pair, cfg: CausalConfig = CFG, mode: str = "replace", seed: int = 0, fast: bool = True):
     receiver, examples, linear, x, y = pair
-    spec = InjectionSpec("replace") if mode == "replace" else InjectionSpec("additive", scale=0.01)
+    spec = (
+        InjectionSpec("replace")
+        if mode == "replace"
+        else InjectionSpec("additive", scale=0.01, broadcast_last=True)
+    )
     return fit_causal_translator(
         receiver,
         receiver.gpt_neox.layers[2],
@@ -128,7 +132,11 @@ def test_training_injection_equals_the_runners_prefill_injection(pair, mode) -> 
     forward with the training hook matches the prefill hook at every prompt position."""
     receiver, examples, linear, _, _ = pair
     module = receiver.gpt_neox.layers[2]
-    spec = InjectionSpec("replace") if mode == "replace" else InjectionSpec("additive", scale=3.0)
+    spec = (
+        InjectionSpec("replace")
+        if mode == "replace"
+        else InjectionSpec("additive", scale=3.0, broadcast_last=True)
+    )
     batch = examples[:3]
     translated = [linear(e.sender_states) for e in batch]
     if mode == "additive":
@@ -308,7 +316,7 @@ def test_last_token_training_injection_equals_the_runners_last_token_injection(p
 
     sites = _sites(prompt, spec)
     assert sites.sum(1).tolist() == [1, 1, 1]
-    source = _sources(batch, linear, sites, spec)
+    source = _sources(batch, linear, prompt, spec)
     hook = _TrainingInjection(module, spec, source, sites)
     with torch.no_grad(), hook:
         train = receiver(input_ids=ids, attention_mask=mask, position_ids=pos).logits

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.analysis.audit import label_row
+from harness.analysis.metrics import score, word_boundary_contains
 from tests.helpers import ARTIFACT, needs_artifact
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,7 @@ def _run_claims(
         env={
             **os.environ,
             "HARNESS_ARTIFACT": str(artifact),
+            "HARNESS_ARTIFACT_UNVERIFIED": "1",  # an edited copy, on purpose
             **({"HARNESS_FINDINGS": str(findings)} if findings else {}),
         },
         capture_output=True,
@@ -180,6 +182,118 @@ def _self_donor(data) -> None:
     row["shuffle_self_fallback"] = True
 
 
+def _rows(data, n: int, keep=lambda r: True):
+    """The first ``n`` rows that ``keep`` accepts, after the rows the audit samples from this
+    file (its first 5 legacy-only matches), so the audit slice is left as it was."""
+    seen, out = 0, []
+    for r in data["per_sample"]:
+        if r["gold"].lower() in r["prediction"].lower() and seen < 5:
+            seen += 1
+        elif seen >= 5 and len(out) < n and keep(r):
+            out.append(r)
+    assert len(out) == n
+    return out
+
+
+def _answer_more(n: int):
+    """``n`` wrong answers become correct ones."""
+
+    def change(data):
+        for r in _rows(data, n, lambda r: not word_boundary_contains(r["prediction"], r["gold"])):
+            r["prediction"] = f"The answer is {r['gold']}."
+
+    return change
+
+
+def _answer_fewer(n: int):
+    """``n`` correct answers become wrong ones."""
+
+    def change(data):
+        for r in _rows(data, n, lambda r: word_boundary_contains(r["prediction"], r["gold"])):
+            r["prediction"] = "I do not know."
+
+    return change
+
+
+def _rows_set(idx: tuple[int, ...], key: str, value):
+    """Rows ``idx`` get ``key`` from ``value(row)``."""
+
+    def change(data):
+        for i in idx:
+            data["per_sample"][i][key] = value(data["per_sample"][i])
+
+    return change
+
+
+def _another_gold(data) -> None:
+    """Two rows carry a gold the eval does not have (rows no metric scores either way)."""
+    rows = [r for r in data["per_sample"] if not any(score(r["prediction"], r["gold"]).values())]
+    for r in rows[:2]:
+        r["gold"] = "Zanzibar"
+
+
+def _drop_flags(data) -> None:
+    """Three rows were written without their token-id check."""
+    for r in data["per_sample"][3:6]:
+        del r["token_ids_match"]
+
+
+def _long_relay(data) -> None:
+    """Two relays ran past the 128-token budget (200 words)."""
+    for r in data["per_sample"][:2]:
+        r["relay"] = " ".join([r["relay"]] + ["and"] * 200)
+
+
+def _donor_of_another_length(data) -> None:
+    """Two rows take their donor from a bucket of another prompt length."""
+    rows = data["per_sample"]
+    movable = [r for r in rows if r["shuffle_donor_idx"] != r["idx"]][:2]
+    for r in movable:
+        other = next(x for x in rows if x["prompt_len_b"] != r["prompt_len_b"])
+        r["shuffle_donor_idx"] = other["idx"]
+
+
+def _fallback_flag_moved(data) -> None:
+    """A singleton row's fallback flag is written on another row (the count unchanged)."""
+    rows = data["per_sample"]
+    single = next(r for r in rows if r["shuffle_donor_idx"] == r["idx"])
+    other = next(r for r in rows if r["shuffle_donor_idx"] != r["idx"])
+    single["shuffle_self_fallback"] = False
+    other["shuffle_self_fallback"] = True
+
+
+def _scale_inserted_norms(factor: float):
+    """The translator's outputs are ``factor`` times as long (translated and inserted)."""
+
+    def change(data):
+        for r in data["per_sample"]:
+            r["translated_norm_mean"] *= factor
+            r["injected_norm_mean"] *= factor
+
+    return change
+
+
+def _seed_rows_of(name: str):
+    """A change built from the copy: the edited run holds ``name``'s per-sample rows (a run
+    saved under the wrong seed's name)."""
+
+    def build(root: Path):
+        return _rows_of(root, name)
+
+    build.from_root = True  # type: ignore[attr-defined]
+    return build
+
+
+def _rows_of(root: Path, name: str):
+    """Make a run hold another run's per-sample rows (saved under the wrong seed's name)."""
+    other = json.loads((root / "results/final" / name).read_text())
+
+    def change(data):
+        data["per_sample"] = other["per_sample"]
+
+    return change
+
+
 REPLACE_FILES = [f"h1_replace_fwd_seed{s}.json" for s in (42, 123, 456)]
 # (what is changed, files, change, the claims that must turn red -- and no others); a change
 # given as a callable of the artifact root is built from the copy (e.g. no-injection's rows).
@@ -304,6 +418,127 @@ MUTATIONS = {
             "test_the_norm_gap_is_roughly_two_orders_of_magnitude",
         },
     ),
+    # issue #27: each statement of the paper a careless pipeline can break in a few rows
+    "item 1: one replacement row answers correctly (delta -0.0851, not -0.0859)": (
+        ["h1_replace_fwd_seed456.json"],
+        _answer_more(1),
+        {
+            "test_replacement_delta_is_minus_0_0859_versus_no_injection_and_minus_0_0808_versus_relay",
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+        },
+    ),
+    "item 2: the relay answers eight more questions (10.4%: above the 10% scope)": (
+        ["h1_nl_relay_fwd_deterministic.json"],
+        _answer_more(8),
+        {
+            "test_baseline_word_boundary_accuracy_is_below_10_percent",
+            "test_additive_versus_natural_language_relay_is_plus_0_0093_with_ci_minus_0_0126_to_plus_0_0311",
+            "test_replacement_delta_is_minus_0_0859_versus_no_injection_and_minus_0_0808_versus_relay",
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+        },
+    ),
+    "item 3: three replacement rows record a scale-corrected insert": (
+        ["h1_replace_fwd_seed42.json"],
+        _rows_set((0, 1, 2), "injected_norm_mean", lambda r: r["b_hidden_norm_mean"]),
+        {"test_replacement_inserts_the_translators_output"},
+    ),
+    "item 3: self-injection records the sender as its state source": (
+        ["h1_b_to_b_self_inject_fwd_deterministic.json"],
+        lambda d: d["models"].update(model_a="EleutherAI/pythia-160m", layer_a="gpt_neox.layers.8"),
+        {"test_self_injection_routes_the_receivers_own_states_at_the_receiver_block"},
+    ),
+    "item 3: three same-norm random rows insert the raw random vector": (
+        ["h1_same_norm_random_fwd_seed123.json"],
+        _rows_set((5, 6, 7), "injected_norm_mean", lambda r: r["translated_norm_mean"]),
+        {"test_same_norm_random_and_the_shuffles_insert_receiver_scale_vectors"},
+    ),
+    "item 4: three additive rows were written without their token-id check": (
+        ["h1_additive_fwd_seed123.json"],
+        _drop_flags,
+        {"test_every_row_of_a_sequence_level_condition_records_both_match_flags"},
+    ),
+    "item 4: two rows' sender prompts are a token longer, the flags still say equal": (
+        ["h1_replace_fwd_seed123.json"],
+        _rows_set((10, 11), "prompt_len_a", lambda r: r["prompt_len_a"] + 1),
+        {"test_recorded_prompt_lengths_agree_with_the_match_flags"},
+    ),
+    "item 4: two relays ran past the 128-token budget": (
+        ["h1_nl_relay_fwd_deterministic.json"],
+        _long_relay,
+        {
+            "test_injection_and_no_injection_rows_read_the_full_prompt_and_relay_rows_a_budgeted_relay"
+        },
+    ),
+    "item 4: three rows of one file record another receiver's native norms": (
+        ["h1_scale_corrected_fwd_seed456_alpha1p0.json"],
+        _rows_set((20, 21, 22), "b_hidden_norm_mean", lambda r: r["b_hidden_norm_mean"] * 1.5),
+        {"test_every_file_of_one_direction_shows_the_same_receiver_native_norms"},
+    ),
+    "item 5: two full-n donors come from a bucket of another prompt length": (
+        ["h1_shuffled_translation_fwd_seed42_alpha1p0.json"],
+        _donor_of_another_length,
+        {"test_every_shuffle_donor_has_the_rows_prompt_length"},
+    ),
+    "item 5: a singleton row's fallback flag is written on another row": (
+        ["h1_shuffled_translation_fwd_seed456_alpha1p0.json"],
+        _fallback_flag_moved,
+        {
+            "test_full_n_shuffle_self_fallbacks_are_exactly_the_singleton_bucket_rows",
+            "test_full_n_shuffle_self_fallbacks_equal_the_number_of_singleton_buckets",
+        },
+    ),
+    "item 6: an appendix reverse file decoded with repetition penalty 1.0": (
+        ["h1_same_norm_random_rev_seed42.json"],
+        lambda d: d["config"]["generation"].update(repetition_penalty=1.0),
+        {
+            # the validator's decoding check reads the 24-file grid only
+            "test_every_result_file_decodes_greedily_with_the_stated_settings",
+        },
+    ),
+    "item 6: two appendix rows carry a gold that is not the eval's": (
+        ["h1_zero_replacement_rev_deterministic.json"],
+        _another_gold,
+        {"test_every_result_file_holds_clean_eval_ids_and_golds"},
+    ),
+    "item 7: additive seed 123's run saved again as seed 456": (
+        ["h1_additive_fwd_seed456.json"],
+        _seed_rows_of("h1_additive_fwd_seed123.json"),
+        {
+            "test_each_seed_file_is_a_distinct_run_of_the_seed_it_is_named_for",
+            # the pooled additive numbers are those of another run mix: every one moves
+            "test_additive_word_boundary_accuracy_is_0_0926",
+            "test_additive_versus_no_injection_is_plus_0_0042_with_ci_minus_0_0042_to_plus_0_0126",
+            "test_additive_versus_natural_language_relay_is_plus_0_0093_with_ci_minus_0_0126_to_plus_0_0311",
+            "test_additive_injection_has_a_small_positive_mean_versus_no_injection",
+            "test_audit_counts_are_unchanged",
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+        },
+    ),
+    "item 8: the translator's outputs 7% shorter (0.79: inside the old +/-10%)": (
+        REPLACE_FILES,
+        _scale_inserted_norms(0.93),
+        {"test_uncorrected_translated_vectors_have_norm_around_0_85_against_native_68_70"},
+    ),
+    "item 8: best alpha loses 11 answers (0.40 of the way: inside the old 25-75%)": (
+        ["h1_best_alpha_fwd_seed42_alpha0p3.json"],
+        _answer_fewer(11),
+        {
+            "test_best_alpha_blend_falls_roughly_halfway_between_floor_and_baseline",
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
+            "test_summary_table_is_unchanged",
+            "test_paired_comparisons_are_unchanged",
+        },
+    ),
 }
 
 
@@ -314,7 +549,7 @@ def test_a_targeted_change_turns_exactly_its_claims_red(mutation: str, tmp_path:
     files, change, expected = MUTATIONS[mutation]
     copy = tmp_path / "artifact"
     shutil.copytree(ARTIFACT, copy)
-    if change in (_copy_baseline_predictions,):
+    if change is _copy_baseline_predictions or getattr(change, "from_root", False):
         change = change(copy)
     for name in files:
         _edit(copy, name, change)

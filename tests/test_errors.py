@@ -483,3 +483,67 @@ def test_an_empty_or_missing_result_folder_is_one_line(tmp_path, capsys):
 def test_debug_shows_the_traceback_instead(tmp_path, capsys):
     with pytest.raises(HarnessError, match="result directory not found"):
         main(["--debug", "summarize", str(tmp_path / "nope")])
+
+
+def _drop_provenance(data: dict) -> None:
+    del data["provenance"]
+
+
+def _other_init(data: dict) -> None:
+    data["provenance"]["init"] = "random"
+
+
+def _other_weights(data: dict) -> None:
+    data["provenance"]["inputs"]["receiver_weights"] = "0" * 16
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (_drop_provenance, r"h1_nl_relay_fwd_deterministic\.json has no provenance but h1_"),
+        (_other_init, r"mix 2 values of provenance\.init: .*h1_nl_relay_fwd_deterministic\.json"),
+        (
+            _other_weights,
+            r"mix 2 values of provenance\.inputs\.receiver_weights: .*h1_nl_relay_fwd_deterministic",
+        ),
+    ],
+    ids=["file-from-elsewhere", "other-init", "other-weights"],
+)
+def test_a_result_set_mixing_runs_or_with_a_file_from_elsewhere_is_refused(
+    results, tmp_path, capsys, edit, pattern
+):
+    """A file without provenance among the runner's (from elsewhere), or from a run with
+    another init or other weights: validate fails single_protocol, and the commands that
+    read the set stop with one line naming the file."""
+    proto, src = results
+    out = tmp_path / "r"
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns(".cache"))
+    victim = out / "h1_nl_relay_fwd_deterministic.json"
+    data = json.loads(victim.read_text())
+    edit(data)
+    victim.write_text(json.dumps(data))
+    code = main(["validate", str(out), "--protocol", str(proto)])
+    report = capsys.readouterr().out
+    assert code == 1 and re.search(r"\[FAIL\] single_protocol .*" + pattern, report), report
+    for command in ("summarize", "compare"):
+        expect(cli(capsys, command, out, "--protocol", proto), r"not one run's: .*" + pattern)
+
+
+def test_a_row_outside_the_eval_of_the_protocol_is_refused_by_commands_that_pair_rows(
+    results, tmp_path, capsys
+):
+    """The eval the files name (their clean_eval_hash, here the --protocol's own file) is
+    read by every command that pairs rows: an id outside it is one line naming the file."""
+    proto, src = results
+    out = tmp_path / "r"
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns(".cache"))
+    victim = out / "h1_nl_relay_fwd_deterministic.json"
+    data = json.loads(victim.read_text())
+    data["per_sample"][1]["sample_id"] = "zz99"
+    victim.write_text(json.dumps(data))
+    for command in ("summarize", "compare", "audit"):
+        expect(
+            cli(capsys, command, out, "--protocol", proto),
+            r"rows cannot be paired: h1_nl_relay_fwd_deterministic\.json: 1 sample ids are not "
+            r"in the eval set \(first zz99\) \(eval\.jsonl\)",
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 
@@ -305,6 +306,9 @@ def test_tost_refuses_bounds_that_are_not_ordered(low: float, high: float) -> No
 _cli_values = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["nan", "-1", "0", "1e309", "word_boundary_contains", "f1", "\ud800", ""]),
+    # control characters (an ANSI escape, a carriage return) and numbers beyond the machine
+    st.sampled_from(["\x1b[2J\x1b[32mPASS", "row\roverwrite", "\x9b2J", "1000000000", "9" * 40]),
+    st.text(alphabet=st.characters(codec="utf-8", categories=["Cc"]), min_size=1, max_size=4),
 )
 _cli_options = st.sampled_from(
     [
@@ -318,6 +322,7 @@ _cli_options = st.sampled_from(
         "--json",
         "--eval",
         "--source",
+        "--per-file",
     ]
 )
 
@@ -361,3 +366,8 @@ def test_any_command_line_exits_0_1_or_2_without_a_traceback(
         os.chdir(cwd)
     assert code in (0, 1, 2), (argv, code)
     assert "Traceback" not in err.getvalue(), (argv, err.getvalue()[-500:])
+    # nothing from the arguments reaches the terminal raw: no control character but newline
+    # (argparse's own usage errors quote values with repr, everything else goes through
+    # harness.text.printable)
+    for stream in (out.getvalue(), err.getvalue()):
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", stream), (argv, stream[-300:])

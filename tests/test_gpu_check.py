@@ -1,4 +1,4 @@
-"""The prepared device check (scripts/gpu-check, tools/gpu_check.py) on the CPU: every code
+"""The prepared device check (harness/tools/gpu-check, harness/tools/gpu_check.py) on the CPU: every code
 path it takes on the GPU machine, on the tiny pair, so the one device run it gets works."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def test_the_device_check_runs_end_to_end_and_reports_every_number(tmp_path: Pat
         "--grid-init", "pretrained", "--slice-rows", "2", "--cpu-threads", "1", "--mm-n", "64",
     ]  # fmt: skip
     proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gpu-check"), *args],
+        ["bash", str(ROOT / "harness" / "tools" / "gpu-check"), *args],
         env=env,
         capture_output=True,
         text=True,

@@ -10,12 +10,11 @@ import torch
 
 from harness.errors import HarnessError
 from harness.model.activations import capture, left_pad
+from harness.model.arch import NAMED_CONFIGS, named_config
 from harness.model.models import (
-    PYTHIA_CONFIGS,
     block_index,
     load_model,
     load_tokenizer,
-    pythia_config,
     resolve_block,
 )
 from tests.model_fixtures import build_char_tokenizer, tiny_model
@@ -68,7 +67,7 @@ def test_resolve_block_rejects_an_unknown_architecture() -> None:
 
 
 def test_pythia_configs_state_the_paper_models_shapes() -> None:
-    small, big = pythia_config("EleutherAI/pythia-160m"), pythia_config("EleutherAI/pythia-410m")
+    small, big = named_config("EleutherAI/pythia-160m"), named_config("EleutherAI/pythia-410m")
     assert (small.hidden_size, small.num_hidden_layers, small.num_attention_heads) == (768, 12, 12)
     assert (big.hidden_size, big.num_hidden_layers, big.num_attention_heads) == (1024, 24, 16)
     assert (small.intermediate_size, big.intermediate_size) == (3072, 4096)
@@ -78,7 +77,8 @@ def test_pythia_configs_state_the_paper_models_shapes() -> None:
         assert cfg.rope_parameters["partial_rotary_factor"] == 0.25
         assert cfg.rope_parameters["rope_theta"] == 10000
         assert (cfg.bos_token_id, cfg.eos_token_id, cfg.layer_norm_eps) == (0, 0, 1e-5)
-    assert set(PYTHIA_CONFIGS) == {"EleutherAI/pythia-160m", "EleutherAI/pythia-410m"}
+    assert set(NAMED_CONFIGS) == {"EleutherAI/pythia-160m", "EleutherAI/pythia-410m"}
+    assert type(small).__name__ == "GPTNeoXConfig" and small.hidden_act == "gelu"
     assert block_index(0.67, small.num_hidden_layers) == 8
     assert block_index(0.67, big.num_hidden_layers) == 16
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from harness.errors import HarnessError
 from harness.protocol import PROTOCOL_DIR, load_protocol, protocol_problems
-from harness.run.records import plan_jobs
+from harness.spec.jobs import jobs
 from tests.strategies import toml_literal, toml_values
 
 BASE = (PROTOCOL_DIR / "mini.toml").read_text(encoding="utf-8")
@@ -49,8 +49,8 @@ def test_a_mutated_protocol_is_valid_or_refused_before_any_work(
         return
     # accepted: the checks found nothing, and the runner's preparation steps all work
     assert protocol_problems(proto) == []
-    jobs = plan_jobs(proto, include_appendix=True, include_extension=True)
-    assert jobs and len({j.filename for j in jobs}) == len(jobs)
+    grid = jobs(proto, ("primary", "strict", "extension", "appendix"))
+    assert grid and len({j.filename for j in grid}) == len(grid)
     p = proto.prompt
     p.template.format(context="c", question="q")
     p.relay_sender_template.format(context="c")

@@ -166,10 +166,18 @@ def _corrupt_sidecar(st: Path) -> None:
     st.with_suffix(".json").unlink()
 
 
+def _edit_cached_cosine(st: Path) -> None:
+    """The metrics beside the weights edited (result files copy them): the record's
+    checksum fails, so the translator is refitted rather than its cosine reported."""
+    meta = json.loads(st.with_suffix(".json").read_text())
+    meta["metrics"]["normalized_cosine"] = 0.97
+    st.with_suffix(".json").write_text(json.dumps(meta))
+
+
 @pytest.mark.parametrize(
     "corrupt",
-    [_corrupt_truncate, _corrupt_flip, _corrupt_sidecar],
-    ids=["truncated", "flipped-byte", "sidecar-missing"],
+    [_corrupt_truncate, _corrupt_flip, _corrupt_sidecar, _edit_cached_cosine],
+    ids=["truncated", "flipped-byte", "sidecar-missing", "edited-cosine"],
 )
 def test_a_corrupt_cached_translator_is_detected_and_refitted(
     protocol, reference, tmp_path, caplog, corrupt
@@ -280,3 +288,107 @@ def test_a_scaled_or_nan_activation_cache_file_is_detected_and_recaptured(tmp_pa
     assert _load_activations(path, "s", ids) is None
     save_file(tensors, str(path))  # no digest at all (an older cache): recaptured too
     assert _load_activations(path, "s", ids) is None
+
+
+# -- stale artefacts: every cached artefact is keyed by, or checked against, its inputs ---------
+STALE_CONDITIONS = ["no_inject", "replace"]  # one file without a translator, one with
+
+
+def _new_receiver_weights(root: Path) -> tuple[dict, str]:
+    from tests.model_fixtures import tiny_model
+
+    tiny_model(7, hidden=48, layers=6).save_pretrained(root / "receiver")
+    return {}, "receiver weights changed"
+
+
+def _new_tokenizer(root: Path) -> tuple[dict, str]:
+    from tests.model_fixtures import build_char_tokenizer
+
+    build_char_tokenizer(root / "tok", reverse=True)  # same text, other ids
+    return {}, "tokenizer changed"
+
+
+def _new_eval_file(root: Path) -> tuple[dict, str]:
+    """One gold answer edited, and the protocol's pinned SHA-256 updated to match."""
+    from harness.io import sha256_file
+
+    ev = root / "eval.jsonl"
+    old = sha256_file(ev)
+    rows = [json.loads(line) for line in ev.read_text().splitlines()]
+    rows[0]["answer"] += "x"
+    ev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (proto,) = root.glob("*.toml")
+    proto.write_text(proto.read_text().replace(old, sha256_file(ev)))
+    return {}, "eval file changed"
+
+
+def _new_training_file(root: Path) -> tuple[dict, str]:
+    tr = root / "train.jsonl"
+    lines = tr.read_text().splitlines()
+    tr.write_text("\n".join(lines[::-1]) + "\n")  # the same prompts in another order
+    return {}, "translator-training file changed"
+
+
+def _random_init(root: Path) -> tuple[dict, str]:
+    return {"init": "random"}, "init mode changed (pretrained -> random:0)"
+
+
+CHANGES = {
+    "weights": (_new_receiver_weights, {"activations", "translators"}),
+    "tokenizer": (_new_tokenizer, {"translators"}),
+    # the eval's SHA-256 is pinned by the protocol: a new protocol hash keys every cache
+    "eval file": (_new_eval_file, {"activations", "translators"}),
+    "training file": (_new_training_file, {"translators"}),
+    "init mode": (_random_init, {"activations", "translators"}),
+}
+
+
+def _cache_entries(out: Path, kind: str) -> set[str]:
+    folder = out / ".cache" / kind
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+@pytest.mark.parametrize("change", list(CHANGES), ids=[f"{k} changed" for k in CHANGES])
+def test_a_resumed_folder_refuses_result_files_of_other_inputs_and_recomputes_its_caches(
+    tmp_path, capsys, change
+):
+    """Two runs into one folder with one input changed in between (weights, tokenizer, eval
+    file, training file, init mode): the second stops with one line naming the file and what
+    changed, leaving the old files as they were; once the stale files are deleted the run
+    recomputes the caches that depend on the input (a new cache entry) and writes exactly
+    the files of a fresh folder with the new input, never a file of the old one."""
+    from harness.cli import main
+    from tests.model_fixtures import build_tiny_experiment
+
+    root = tmp_path / "exp"
+    protocol = build_tiny_experiment(root, seeds=(42,))
+    out = tmp_path / "out"
+    run = dict(conditions=STALE_CONDITIONS, progress=False, threads=1)
+    run_protocol(str(protocol), out, **run)
+    before = {p.name: p.read_bytes() for p in out.glob("*.json")}
+    entries = {k: _cache_entries(out, k) for k in ("activations", "translators")}
+    assert len(before) == 2 and all(entries.values())
+
+    make_change, recomputed = CHANGES[change]
+    extra, what = make_change(root)
+    argv = ["run", "--protocol", str(protocol), "--out", str(out), "--threads", "1"]
+    argv += ["--conditions", ",".join(STALE_CONDITIONS), "--no-progress"]
+    argv += [f"--{k}={v}" for k, v in extra.items()]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot resume: ") and err.count("\n") == 1, err
+    assert what in err and "was computed from other inputs" in err, err
+    assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before  # nothing mixed
+
+    for p in out.glob("*.json"):
+        p.unlink()
+    run_protocol(str(protocol), out, **run, **extra)
+    fresh = tmp_path / "fresh"
+    run_protocol(str(protocol), fresh, **run, **extra)
+    assert_same_files(out, fresh)  # no stale cache entry reached a result file
+    for kind in ("activations", "translators"):
+        grew = _cache_entries(out, kind) - entries[kind]
+        assert bool(grew) == (kind in recomputed), (kind, grew)
+    for p in out.glob("*.json"):
+        assert p.read_bytes() not in before.values()

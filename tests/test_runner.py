@@ -15,7 +15,8 @@ from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
 from harness.protocol import load_protocol
 from harness.run.cli import main as cli_main
-from harness.run.runner import plan_jobs, run_protocol
+from harness.run.runner import run_protocol
+from harness.spec.jobs import jobs
 from tests.helpers import ARTIFACT, FINAL, STRICT, needs_artifact
 from tests.model_fixtures import (
     EVAL_ROWS,
@@ -212,9 +213,9 @@ def test_differing_token_ids_refuse_sequence_level_injection(tiny_protocol, tmp_
 
 def test_plan_counts_the_papers_grid() -> None:
     proto = load_protocol("paper")
-    assert len(plan_jobs(proto, include_strict=False)) == 21
-    assert len(plan_jobs(proto)) == 24
-    assert len(plan_jobs(proto, include_appendix=True)) == 25
+    assert len(jobs(proto, ("primary",))) == 21
+    assert len(jobs(proto)) == 24
+    assert len(jobs(proto, ("primary", "strict", "appendix"))) == 25
 
 
 def test_token_mismatch_refuses_sequence_level_conditions() -> None:
@@ -320,9 +321,9 @@ def test_extension_conditions_run_by_default_and_leave_with_no_extension(
         )
     )
     proto = load_protocol(path)
-    names = {j.condition for j in plan_jobs(proto, include_extension=True)}
+    names = {j.condition for j in jobs(proto, ("primary", "strict", "extension"))}
     assert {"causal_replace", "causal_additive"} <= names
-    assert not {"causal_replace", "causal_additive"} & {j.condition for j in plan_jobs(proto)}
+    assert not {"causal_replace", "causal_additive"} & {j.condition for j in jobs(proto)}
     seen = {}
 
     def fake_run(protocol, out, options=None, **kw):
@@ -342,41 +343,48 @@ def test_a_condition_registered_in_one_place_runs_end_to_end(
     tiny_protocol, tmp_path, request: pytest.FixtureRequest
 ) -> None:
     """The README's example: one registration (plus the run's condition list) adds a condition
-    that the runner executes and validation, tables and the record layout pick up."""
+    that the runner executes and validation, tables and the record layout pick up. The new
+    condition is additive *per position* (no ``last_broadcast``), so each position receives
+    its own translated vector: its recorded added norm is exactly ``scale`` times its
+    translated norm, which the broadcast additive's is not."""
     from harness import conditions
     from harness.analysis.tables import summarize
     from harness.conditions import Condition, InjectionPlan
 
     cond = Condition(
-        "additive_per_position",
-        "extension",
-        False,
-        None,
-        "additive (per position)",
-        InjectionPlan("translated", "additive", translator="linear"),
-        conditions._translated,
+        name="additive_per_position",
+        group="extension",
+        deterministic=False,
+        label="additive (per position)",
+        plan=InjectionPlan("translated", "additive", translator="linear"),
+        injection_record=conditions._translated,
+        roles=("transfer",),
     )
     conditions.register(cond)
     request.addfinalizer(lambda: conditions.CONDITIONS.pop(cond.name))
     out = tmp_path / "out"
     paths = run_protocol(
-        str(tiny_protocol), out, conditions=["additive_per_position"], seeds=[42], progress=False
+        str(tiny_protocol),
+        out,
+        conditions=["additive_per_position", "additive"],
+        seeds=[42],
+        progress=False,
     )
-    (path,) = paths
-    f = load_result_file(path)
-    assert f.condition == "additive_per_position" and f.n == len(EVAL_ROWS)
-    assert f.injection["mode"] == "additive" and f.injection["scale"] == 0.01
-    assert f.models["layer_a"] and f.raw["translator"]["normalized_cosine"] is not None
-    # per-position additive is not the last-position broadcast: the added vectors differ
-    assert f.per_sample[0]["injected_norm_mean"] > 0
-    (row,) = summarize(ResultSet([f]))
+    per_pos, broadcast = (load_result_file(p) for p in paths)
+    assert per_pos.condition == "additive_per_position" and per_pos.n == len(EVAL_ROWS)
+    assert per_pos.injection["mode"] == "additive" and per_pos.injection["scale"] == 0.01
+    assert per_pos.models["layer_a"] and per_pos.raw["translator"]["normalized_cosine"] is not None
+
+    def ratio(f) -> list[float]:  # added norm / translated norm, per sample
+        return [r["injected_norm_mean"] / r["translated_norm_mean"] for r in f.per_sample]
+
+    assert ratio(per_pos) == pytest.approx([0.01] * per_pos.n, rel=1e-5)
+    assert ratio(broadcast) != pytest.approx([0.01] * broadcast.n, rel=1e-3)
+    assert "additive_per_position" in conditions.with_role("transfer")
+    (row,) = summarize(ResultSet([per_pos]))
     assert row.condition == "additive_per_position"
     with pytest.raises(ValueError, match="already registered"):
         conditions.register(cond)
-
-
-def test_no_registered_condition_is_left_over_from_another_test() -> None:
-    assert "additive_per_position" not in CONDITIONS
 
 
 def test_run_options_are_one_dataclass_and_keywords_override_them(tmp_path) -> None:
@@ -416,3 +424,30 @@ def test_an_automatic_batch_size_fits_a_fake_memory_limit_and_changes_no_predict
         assert _preds(again) == _preds(ours), ours.name
     with pytest.raises(HarnessError, match="positive integer or 'auto'"):
         run_protocol(str(tiny_protocol), tmp_path / "bad", batch_size="max", progress=False)
+
+
+def test_the_worked_example_mean_ablation_runs_end_to_end_and_validates(
+    tiny_protocol, results, tmp_path
+) -> None:
+    """docs/architecture.md's worked example, a new state source added in two files
+    (conditions.py, model/plans.py): mean ablation writes a schema-valid file whose every
+    row injected the same vector, the mean of the receiver's own block outputs (so every
+    injected norm equals one number), and the receiver's answers change."""
+    from harness.analysis.validate import validate
+
+    out = tmp_path / "ablate"
+    (path,) = run_protocol(
+        str(tiny_protocol), out, conditions=["mean_ablation"], seeds=[42], progress=False
+    )
+    f = load_result_file(path)
+    assert path.name == "h1_mean_ablation_fwd_deterministic.json" and f.seed is None
+    assert f.injection["source"] == "receiver_mean" and f.injection["mode"] == "replace"
+    assert f.models["model_a"] == f.models["model_b"]
+    norms = [r["injected_norm_mean"] for r in f.per_sample]
+    assert max(norms) - min(norms) <= 1e-4 * max(norms) and norms[0] > 0
+    native = [r["b_hidden_norm_mean"] for r in f.per_sample]
+    assert all(n < b for n, b in zip(norms, native, strict=True))  # a mean is shorter
+    plain = _preds(results / "h1_no_inject_fwd_deterministic.json")
+    assert [r["prediction"] for r in f.per_sample] != plain
+    rep = validate([results, out], load_protocol(tiny_protocol))  # the grid beside it
+    assert rep.blocking_passed, [c for c in rep.checks if not c.passed]

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from harness.analysis.validate import expected_files, validate
+from harness.analysis.validate import validate
 from harness.cli import main
 from harness.protocol import load_protocol
+from harness.spec.jobs import expected
 from tests.helpers import EVAL, FINAL, STRICT, needs_artifact
 
 PAPER = load_protocol("paper")
@@ -19,8 +21,8 @@ def _failed(report) -> set[str]:
 
 
 def test_expected_grid_is_21_primary_and_24_with_strict_files() -> None:
-    assert len(expected_files(PAPER)) == 21
-    grid = expected_files(PAPER, include_strict=True)
+    assert len(expected(PAPER)) == 21
+    grid = expected(PAPER, ("primary", "strict"))
     assert len(grid) == 24
     assert "h1_shuffled_translation_strict_matched_fwd_seed42_alpha1p0.json" in grid
     assert "h1_best_alpha_fwd_seed456_alpha0p3.json" in grid
@@ -142,3 +144,82 @@ def test_every_check_of_a_full_report_has_a_unique_name() -> None:
     rep = validate([FINAL, STRICT], load_protocol("paper"), include_strict=True)
     names = [c.name for c in rep.checks]
     assert len(names) == len(set(names)) and "sample_counts" in names
+
+
+# -- copies, provenance and rows (issue #30) ---------------------------------------------------
+
+
+def _copy_seed42_as_seed123(copy: Path, *, edit_seed: bool) -> None:
+    data = json.loads((copy / "h1_replace_fwd_seed42.json").read_text())
+    if edit_seed:
+        data["seed"] = 123
+    (copy / "h1_replace_fwd_seed123.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("edit_seed", [True, False], ids=["seed-edited", "plain-copy"])
+def test_a_run_copied_under_another_seeds_name_fails_validation_and_compare_naming_both(
+    copy: Path, capsys: pytest.CaptureFixture[str], edit_seed: bool
+) -> None:
+    """One seed's file copied over another seed's (with its seed field edited or not): the
+    pooled CI would count one run twice, so validate fails a blocking check and compare
+    refuses, each naming the copy and the original."""
+    _copy_seed42_as_seed123(copy, edit_seed=edit_seed)
+    rep = validate([copy], PAPER, eval_path=EVAL)
+    dup = next(c for c in rep.checks if c.name == "no_duplicate_runs")
+    assert dup.blocking and not dup.passed
+    assert (
+        "h1_replace_fwd_seed123.json and h1_replace_fwd_seed42.json are identical apart from "
+        "the seed" in dup.detail
+    )
+    assert main(["compare", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert re.search(r"h1_replace_fwd_seed(123|42)\.json .*h1_replace_fwd_seed(42|123)\.json", err)
+
+
+def _rotate_ids(d: dict) -> None:
+    ids = [r["sample_id"] for r in d["per_sample"]]
+    for r, sid in zip(d["per_sample"], ids[1:] + ids[:1], strict=True):
+        r["sample_id"] = sid
+
+
+def _id_outside_the_eval(d: dict) -> None:
+    d["per_sample"][3]["sample_id"] = "mh_clean_999999"
+
+
+def _empty_gold(d: dict) -> None:
+    d["per_sample"][3]["gold"] = ""
+
+
+ROW_EDITS = {
+    "rotated ids": (_rotate_ids, r"\d+ sample ids carry another gold than in h1_"),
+    "id outside the eval": (_id_outside_the_eval, r"1 sample ids are not in the eval set"),
+    "empty gold": (_empty_gold, r"1 rows with an empty gold \(first mh_clean_"),
+}
+PAIRING_COMMANDS = {
+    "summarize": [],
+    "compare": [],
+    "audit": [],
+    "figures": ["--out", "{tmp}/figs"],
+}
+
+
+@pytest.mark.parametrize("command", list(PAIRING_COMMANDS))
+@pytest.mark.parametrize("edit", list(ROW_EDITS))
+def test_rows_that_cannot_be_paired_are_refused_by_every_command_that_reads_rows(
+    copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: str, command: str
+) -> None:
+    """Rotated ids, an id outside the eval set and an empty gold in one file: each command
+    stops with one line naming the file (checked against the eval set the files name by
+    their hash, found without --eval), and validate fails."""
+    fn, pattern = ROW_EDITS[edit]
+    _edit(copy / "h1_replace_fwd_seed42.json", fn)
+    extra = [a.format(tmp=tmp_path) for a in PAIRING_COMMANDS[command]]
+    assert main([command, str(copy), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert re.search(r"^error: rows cannot be paired: h1_replace_fwd_seed42\.json: " + pattern, err)
+    assert " -- " in err
+    assert not list(tmp_path.glob("figs/*"))  # no figure drawn
+    assert not validate([copy], PAPER, eval_path=EVAL).blocking_passed
+    assert not validate([copy], PAPER).blocking_passed  # no eval_path: found by its hash

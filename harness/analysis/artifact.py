@@ -6,7 +6,9 @@ NOTICE naming the upstream repository and commit. Lookup order: an explicit path
 ``$HARNESS_ARTIFACT``, then the vendored copy, which is decompressed once into the cache
 (``<cache>/paper-artifact/<commit>/``). Every uncompressed file is checked against the
 SHA-256 manifest below on every load: a tampered vendored file is a one-line error, a
-damaged decompressed copy is rewritten from the verified vendored bytes.
+damaged decompressed copy is rewritten from the verified vendored bytes. An explicit or
+environment path is checked against the same manifest (and may hold no other result file);
+``$HARNESS_ARTIFACT_UNVERIFIED=1`` accepts an edited copy on purpose, with a warning.
 ``python -m harness fetch-artifact DEST`` downloads the raw files from the public repository
 at the pinned commit and checks the same manifest.
 """
@@ -29,7 +31,9 @@ __all__ = [
     "ARTIFACT_FILES",
     "ARTIFACT_REPO",
     "ENV_VAR",
+    "UNVERIFIED_ENV",
     "VENDORED",
+    "check_explicit_artifact",
     "fetch_artifact",
     "find_artifact",
     "locate_artifact",
@@ -44,6 +48,7 @@ ARTIFACT_REPO = "jaysinailabs/cross-model-activation-transfer"
 ARTIFACT_COMMIT = "6ce8afb1d1e608bb5c919b34aa3f1c7848a0a865"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{ARTIFACT_REPO}/{ARTIFACT_COMMIT}"
 ENV_VAR = "HARNESS_ARTIFACT"
+UNVERIFIED_ENV = "HARNESS_ARTIFACT_UNVERIFIED"  # accept an edited copy on purpose
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 VENDORED = _REPO_ROOT / "vendor" / "paper-artifact"
 _VERIFIED: dict[tuple[Path, Path], bool] = {}  # (vendored, decompressed) checked this process
@@ -168,10 +173,58 @@ def find_artifact(explicit: str | os.PathLike[str] | None = None) -> Path | None
                 "pass the folder that holds data/ and results/, unset it to use the copy "
                 "shipped in vendor/paper-artifact, or run 'python -m harness fetch-artifact DEST'",
             )
-        return Path(given).resolve()
+        root = Path(given).resolve()
+        check_explicit_artifact(root, what)
+        return root
     if not VENDORED.is_dir():
         return None
     return vendored_artifact()
+
+
+def _signature(root: Path) -> tuple:
+    """(name, size, mtime) of every file under ``root``: a changed file re-verifies."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+_EXPLICIT_VERIFIED: dict[Path, tuple] = {}
+
+
+def check_explicit_artifact(root: Path, what: str = "--artifact") -> None:
+    """An artifact folder given by path is checked as the vendored copy is: every file of
+    the manifest present with its SHA-256, and no result file outside the manifest; else one
+    line naming the first bad file. ``$HARNESS_ARTIFACT_UNVERIFIED=1`` accepts a deliberately
+    edited copy (e.g. to see which claims an edit turns red), with a warning."""
+    sig = _signature(root)
+    if _EXPLICIT_VERIFIED.get(root) == sig:
+        return
+    problems = dict(verify_artifact(root))
+    for folder in ("results/final", "results/final_strict_controls"):
+        if (root / folder).is_dir():
+            for p in sorted((root / folder).glob("*.json")):
+                rel = f"{folder}/{p.name}"
+                if rel not in ARTIFACT_FILES:
+                    problems[rel] = "not a file of the published artifact"
+    if problems:
+        rel, why = next(iter(problems.items()))
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        if os.environ.get(UNVERIFIED_ENV) == "1":
+            log.warning(
+                "paper artifact at %s (%s) is not the published one: %s: %s%s; used anyway "
+                "($%s=1)", root, what, rel, why, more, UNVERIFIED_ENV,
+            )  # fmt: skip
+            return
+        raise HarnessError(
+            f"paper artifact at {root} ({what}) is not the published one: {rel}: {why}{more}",
+            "fetch it again ('python -m harness fetch-artifact DEST'), use the copy shipped in "
+            f"vendor/paper-artifact (drop {what}), or set {UNVERIFIED_ENV}=1 to use an edited "
+            "copy on purpose",
+        )
+    _EXPLICIT_VERIFIED[root] = sig
 
 
 def locate_artifact(explicit: str | os.PathLike[str] | None = None) -> Path:

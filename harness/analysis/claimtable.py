@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.io import read_text_bounded
+from harness.text import printable
 
 __all__ = ["Claim", "collect_claims", "load_status", "render_claim_table", "sentence"]
 
@@ -91,7 +93,7 @@ def load_status(path: str | os.PathLike[str] | None) -> tuple[dict[str, Any], st
         return {}, None
     fix = "delete it and re-run 'pytest claims', or pass the file pytest wrote (--status PATH)"
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text_bounded(path, "claim status file"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HarnessError(f"claim status file {path} is unreadable ({exc})", fix) from None
     if not isinstance(data, dict) or not isinstance(data.get("claims", {}), dict):
@@ -122,7 +124,7 @@ def _cell(entry: dict[str, Any] | None, latest: str | None) -> tuple[str, str]:
         text = measured
     if latest and entry.get("run") != latest:
         text = f"[earlier run {entry.get('run')}] {text}".strip()
-    return outcome, text
+    return printable(outcome), printable(text)  # from a file: no raw control characters
 
 
 def _sources(status: dict[str, Any]) -> list[str]:
@@ -217,4 +219,4 @@ def render_claim_table(
             lines.append(f"(run of {latest}; numbers measured in that run)")
         if not status:
             lines.append("\n(no status file yet: run 'pytest claims -n auto' first)")
-    return "\n".join(lines)
+    return printable("\n".join(lines), keep_newlines=True)  # source names come from the file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -13,16 +14,18 @@ import matplotlib.pyplot as plt
 from harness.analysis.audit import AuditRow, label_counts
 from harness.analysis.results import ResultSet
 from harness.analysis.tables import ComparisonRow, SummaryRow
-from harness.conditions import CONDITIONS, EXTENSION_CONDITIONS
+from harness.conditions import CONDITIONS, EXTENSION_CONDITIONS, the_condition, with_role
+from harness.io import atomic_write_bytes, write_target
 
 __all__ = ["write_figures"]
 
+_NO_INJECT = the_condition("no_injection")
 _NEUTRAL, _BASE, _BAD, _EXT = "#7a869a", "#2b6cb0", "#c0392b", "#d69e2e"
 
 
 def _color(cond: str) -> str:
     """Baselines blue, the paper's transfer conditions grey, extensions (beyond the paper) amber."""
-    if cond in ("no_inject", "nl_relay"):
+    if cond in with_role("baseline"):
         return _BASE
     c = CONDITIONS.get(cond)
     return _EXT if c is not None and c.group == "extension" else _NEUTRAL
@@ -34,11 +37,16 @@ def _label(cond: str) -> str:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    os.replace(tmp, path)
+    """Render ``fig`` to PNG and write it atomically (through a link; never onto a device)."""
+    import io
+
+    try:
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=130)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -51,7 +59,8 @@ def fig_accuracy(rows: list[SummaryRow], path: Path, title: str) -> Path:
     colors = [_color(r.condition) for r in rows]
     ax.bar(names, means, yerr=errs, color=colors, capsize=3)
     base = next(
-        (r.means["word_boundary_contains"] * 100 for r in rows if r.condition == "no_inject"), None
+        (r.means["word_boundary_contains"] * 100 for r in rows if r.condition == _NO_INJECT),
+        None,
     )
     if base is not None:
         ax.axhline(base, color=_BASE, ls="--", lw=1, label=f"no injection ({base:.2f}%)")
@@ -111,9 +120,17 @@ def fig_deltas(rows: list[ComparisonRow], baseline: str, path: Path, title: str)
     return _save(fig, path)
 
 
-def fig_norms(results: ResultSet, path: Path, title: str) -> Path:
-    import statistics
+def _log_mean(xs: list[float]) -> float | None:
+    """Mean of the finite, positive values (what a log axis can show), None if none; it cannot
+    overflow (each term is divided first), and a mean past 1e300 is not drawn either."""
+    good = [float(x) for x in xs if math.isfinite(x) and x > 0]
+    if not good:
+        return None
+    m = math.fsum(x / len(good) for x in good)
+    return m if 0 < m < 1e300 else None
 
+
+def fig_norms(results: ResultSet, path: Path, title: str) -> Path:
     keys = ("translated_norm_mean", "b_hidden_norm_mean", "injected_norm_mean")
     legend = ("translated (uncorrected)", "receiver native", "injected")
     conds, vals = [], []
@@ -121,10 +138,8 @@ def fig_norms(results: ResultSet, path: Path, title: str) -> Path:
         runs = results.runs(cond, "fwd")
         per = []
         for k in keys:
-            xs = [
-                r[k] for run in runs for r in run.per_sample if isinstance(r.get(k), (int, float))
-            ]
-            per.append(statistics.fmean(xs) if xs else None)
+            xs = [r.get(k) for run in runs for r in run.per_sample]
+            per.append(_log_mean([x for x in xs if isinstance(x, (int, float))]))
         if per[1] is not None:
             conds.append(cond)
             vals.append(per)
@@ -184,11 +199,18 @@ def fig_causal(
     ax1.set_ylabel("held-out answer NLL (translator prompts)")
     ax1.set_title("training through the frozen receiver", fontsize=10)
     ax1.legend(frameon=False, fontsize=7)
-    pairs = [("replace", "causal_replace"), ("additive", "causal_additive")]
+    pairs = [
+        (c.counterpart, n)
+        for n, c in CONDITIONS.items()
+        if c.counterpart is not None
+        and c.plan is not None
+        and c.plan.translator == "causal"
+        and not c.plan.last_token
+    ]
     by = {
         r.condition: r
         for r in comparisons
-        if r.baseline == "no_inject"
+        if r.baseline == _NO_INJECT
         and r.direction == "fwd"
         and r.metric == "word_boundary_contains"
     }
@@ -212,6 +234,16 @@ def fig_causal(
     return _save(fig, path)
 
 
+_FIGURES = (
+    "fig2_word_boundary_by_condition.png",
+    "fig3_deltas_vs_no_inject.png",
+    "fig4_deltas_vs_nl_relay.png",
+    "fig5_norm_mismatch.png",
+    "fig6_audit_labels.png",
+    "fig7_causal_translator.png",
+)
+
+
 def write_figures(
     out_dir: str | os.PathLike[str],
     results: ResultSet,
@@ -224,6 +256,8 @@ def write_figures(
     """Write fig2..fig6 PNGs into ``out_dir`` (+ fig7 when causal runs exist); their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in _FIGURES:  # a FIFO or device among them is refused before any is drawn
+        write_target(out / name, "figure")
     tag = f" [{source}]" if source else ""
     paths = [
         fig_accuracy(
@@ -233,13 +267,13 @@ def write_figures(
         ),
         fig_deltas(
             comparisons,
-            "no_inject",
+            _NO_INJECT,
             out / "fig3_deltas_vs_no_inject.png",
             f"Paired deltas vs no injection{tag}",
         ),
         fig_deltas(
             comparisons,
-            "nl_relay",
+            the_condition("relay"),
             out / "fig4_deltas_vs_nl_relay.png",
             f"Paired deltas vs natural-language relay{tag}",
         ),

@@ -8,9 +8,14 @@ from pathlib import Path
 
 from harness.analysis.audit import label_counts
 from harness.analysis.figures import fig_regimes, write_figures
+from harness.analysis.layer_search import (
+    fig_layer_search,
+    layer_search_markdown,
+    layer_search_tables,
+)
 from harness.analysis.tables import summarize
-from harness.io import atomic_write_json
-from harness.sources import SOURCE_NAMES, SourceUnavailable, load_source
+from harness.io import atomic_write_json, atomic_write_text
+from harness.sources import REGISTRY, SOURCE_NAMES, SourceUnavailable, load_source
 
 __all__ = ["write_report"]
 
@@ -27,7 +32,7 @@ def write_report(
         except SourceUnavailable as exc:
             yield f"[{name}] skipped: {exc}"
             continue
-        d = root / name
+        d = root / src.name  # a validated name (a protocol path's is its name), never a path
         atomic_write_json(
             d / "summary.json", {"rows": [r.to_json() for r in summarize(src.results)]}
         )
@@ -46,13 +51,25 @@ def write_report(
             list(summarize(src.results)),
             list(src.comparisons.values()),
             rows,
-            source=name,
+            source=src.name,
         )
-        if name in REGIME_SOURCES:
-            regimes[REGIME_SOURCES[name]] = {c: src.wb(c) for c in src.summary}
+        searches = layer_search_tables(src.results)  # Ramesh & Li's (k, j) grids (issue #28)
+        if searches:
+            atomic_write_json(d / "layer_search.json", searches)
+            atomic_write_text(d / "layer_search.md", layer_search_markdown(searches) + "\n")
+            figs.append(
+                fig_layer_search(
+                    searches,
+                    d / "figures" / "fig9_layer_search.png",
+                    f"Ramesh & Li layer search, selected on the translator-training split "
+                    f"[{src.name}]",
+                )
+            )
+        if src.name in REGIME_SOURCES:
+            regimes[REGIME_SOURCES[src.name]] = {c: src.wb(c) for c in src.summary}
         verdict = "passed" if src.validation.blocking_passed else "FAILED"
         yield (
-            f"[{name}] {len(src.results)} result files from {', '.join(map(str, src.result_dirs))}; "
+            f"[{src.name}] {len(src.results)} result files from {', '.join(map(str, src.result_dirs))}; "
             f"validation {src.validation.present_files}/{src.validation.expected_files} {verdict}; "
             f"tables and {len(figs)} figures in {d}"
         )
@@ -61,9 +78,5 @@ def write_report(
         yield f"[regimes] {', '.join(regimes)} side by side in {path}"
 
 
-# Sources shown side by side in the regime figure (beyond the paper, issue #20).
-REGIME_SOURCES = {
-    "mini": "mini, shared context",
-    "mini-withheld": "mini, context withheld",
-    "mini-control": "positive control (receiver -> itself, withheld)",
-}
+# Sources shown side by side in the regime figure (beyond the paper, issues #20, #28).
+REGIME_SOURCES = {n: s.regime for n, s in REGISTRY.items() if s.regime is not None}

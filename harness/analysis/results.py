@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.conditions import CONDITIONS, alpha_tag
+from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
-from harness.io import atomic_write_json
+from harness.io import atomic_write_json, read_text_bounded
+from harness.spec.jobs import result_filename
 
 __all__ = [
     "REQUIRED_DIAGNOSTICS",
@@ -169,7 +170,7 @@ def load_result_file(path: str | os.PathLike[str]) -> ResultFile:
     """Load and schema-check one result file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_text_bounded(p, "result file")  # a FIFO or /dev/zero is refused, not read
     except FileNotFoundError:
         raise HarnessError(f"result file not found: {p}") from None
     except UnicodeDecodeError:
@@ -187,16 +188,6 @@ def load_result_file(path: str | os.PathLike[str]) -> ResultFile:
             "delete the file and re-run; the runner resumes and rewrites it",
         ) from None
     return _from_dict(data, str(p))
-
-
-def result_filename(
-    condition: str, direction: str, seed: int | None, alpha: float | None = None
-) -> str:
-    """The artifact's naming: ``h1_{condition}_{direction}_{seed42|deterministic}[_alpha1p0].json``."""
-    parts = ["h1", condition, direction, "deterministic" if seed is None else f"seed{seed}"]
-    if alpha is not None:
-        parts.append(alpha_tag(alpha))
-    return "_".join(parts) + ".json"
 
 
 def write_result_file(directory: str | os.PathLike[str], data: dict[str, Any]) -> Path:
@@ -242,11 +233,17 @@ class ResultSet:
             files.extend(load_result_file(f) for f in sorted(p.glob("*.json")))
         return cls(files)
 
-    def check_consistent(self) -> None:
-        """Refuse a set that is empty or mixes eval sets or protocols (pairing would be wrong).
+    def check_consistent(self, protocol: Any = None, artifact: str | None = None) -> None:
+        """Refuse a set that is empty, mixes eval sets, protocols or runs (provenance), holds a
+        copy of a run under another seed's name, or rows that cannot be paired: empty golds,
+        ids whose gold differs between files, ids or golds not in the eval set the files name
+        (found by their ``clean_eval_hash``: ``protocol``'s or a shipped protocol's; see
+        :mod:`harness.analysis.integrity`).
 
         Raises :class:`HarnessError` naming one file of each kind; ``validate`` lists them all.
         """
+        from harness.analysis import integrity
+
         if not self.files:
             raise HarnessError(
                 "no result files (*.json) in the given folders",
@@ -300,6 +297,30 @@ class ResultSet:
                     f"{str(b)[:12]}... in {fb}",
                     "pass folders from one run (python -m harness validate lists every file)",
                 )
+        for a, b in integrity.content_copies(self.files)[:1]:
+            raise HarnessError(
+                f"{a.name} and {b.name} are identical apart from the seed: one run under two "
+                "names would be counted twice",
+                "delete the copy and run the missing seed (python -m harness run resumes)",
+            )
+        for problem in integrity.provenance_problems(self.files)[:1]:
+            raise HarnessError(
+                f"result files are not one run's: {problem}",
+                "pass folders from one run (python -m harness validate lists every file)",
+            )
+        eval_path = integrity.find_eval_file(self.files, protocol, artifact)
+        gold = None
+        if eval_path is not None:
+            from harness.analysis.evalset import load_evalset
+
+            gold = {r.sample_id: r.answer for r in load_evalset(eval_path).rows}
+        for problem in integrity.row_problems(self.files, gold)[:1]:
+            raise HarnessError(
+                f"rows cannot be paired: {problem}"
+                + (f" ({eval_path.name})" if gold is not None and "eval set" in problem else ""),
+                "regenerate the file from the eval set (python -m harness validate --eval "
+                "PATH lists every row)",
+            )
 
     def __iter__(self) -> Iterator[ResultFile]:
         return iter(self.files)

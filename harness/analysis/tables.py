@@ -10,6 +10,7 @@ import numpy as np
 from harness.analysis.metrics import METRICS, PRIMARY_METRIC
 from harness.analysis.results import ResultFile, ResultSet
 from harness.analysis.stats import label_seed, mcnemar_exact, percentile_bootstrap_ci, tost_paired
+from harness.conditions import with_role
 from harness.protocol import StatsSpec
 
 __all__ = [
@@ -29,7 +30,7 @@ SUMMARY_METRICS = (
     "word_boundary_contains",
     "legacy_contains",
 )
-BASELINES = ("no_inject", "nl_relay")
+BASELINES = with_role("baseline")  # the registry's comparison references, in order
 DEFAULT_STATS = StatsSpec(bootstrap_resamples=5000, confidence=0.95, tost_low=-0.02, tost_high=0.02)
 
 

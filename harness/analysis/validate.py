@@ -13,14 +13,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.analysis import integrity
 from harness.analysis.evalset import load_evalset
-from harness.analysis.results import ResultFile, load_result_file, result_filename
-from harness.conditions import EXTENSION_CONDITIONS, get_condition
+from harness.analysis.results import ResultFile, load_result_file
+from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
 from harness.io import sha256_file
 from harness.protocol import Protocol
+from harness.spec.jobs import Job, expected
 
-__all__ = ["CHECKS", "Check", "ValidationReport", "expected_files", "validate"]
+__all__ = ["CHECKS", "Check", "ValidationReport", "validate"]
 
 
 @dataclass(frozen=True)
@@ -55,28 +57,15 @@ class ValidationReport:
         }
 
 
-def expected_files(
-    protocol: Protocol, *, include_strict: bool = False, extension_only: bool = False
-) -> dict[str, tuple[str, str, int | None]]:
-    """File name -> (condition, direction, seed) of every file the protocol's grid must produce.
-
-    ``extension_only``: the files of the extension conditions instead (beyond the paper;
-    checked like the grid when present, never required).
-    """
-    names = list(protocol.run.conditions)
-    if include_strict:
-        names += list(protocol.run.strict_conditions)
-    if extension_only:  # every registered extension, listed in the protocol or run by hand
-        names = list(dict.fromkeys(protocol.run.extension_conditions + EXTENSION_CONDITIONS))
-    out = {}
-    for direction in protocol.run.directions:
-        for name in names:
-            cond = get_condition(name)
-            seeds: tuple[int | None, ...] = (None,) if cond.deterministic else protocol.run.seeds
-            for seed in seeds:
-                fname = result_filename(name, direction, seed, protocol.alpha_for(cond.alpha))
-                out[fname] = (name, direction, seed)
-    return out
+def _cond(name: str, what: str) -> bool:
+    """Whether the registered condition ``name`` is the relay (``relay``) or a full-n shuffle
+    (``full_shuffle``), from its registration; unknown names are neither."""
+    c = CONDITIONS.get(name)
+    if c is None:
+        return False
+    if what == "relay":
+        return c.relay
+    return c.plan is not None and c.plan.shuffle == "full"
 
 
 def _check(
@@ -121,14 +110,16 @@ class _Files:
     eval_path: str | os.PathLike[str] | None
     loaded: list[ResultFile]
     load_errors: list[str]
-    expected: dict[str, tuple[str, str, int | None]]
-    expected_ext: dict[str, tuple[str, str, int | None]]
+    expected: dict[str, Job]
+    expected_ext: dict[str, Job]
     n_full: int = 0
     n_strict: int = 0
 
     @property
     def known(self) -> dict[str, tuple[str, str, int | None]]:
-        return {**self.expected, **self.expected_ext}
+        """File name -> (condition, direction, seed) of every grid or extension file."""
+        both = {**self.expected, **self.expected_ext}
+        return {name: (j.condition, j.direction, j.seed) for name, j in both.items()}
 
     @property
     def grid(self) -> list[ResultFile]:
@@ -175,10 +166,17 @@ def check_expected_files_present(v: _Files) -> Check:
 
 
 def check_no_duplicate_runs(v: _Files) -> Check:
-    """Each (condition, direction, seed) appears once (blocking)."""
+    """Each (condition, direction, seed) appears once, and no file is a copy of another
+    under another seed's name (identical apart from the seed) (blocking)."""
     keys = Counter(f.key for f in v.loaded)
     dups = [f"{c}/{d}/{s} appears {k} times" for (c, d, s), k in keys.items() if k > 1]
-    return _result("no_duplicate_runs", True, dups, "each (condition, direction, seed) once")
+    dups += [
+        f"{a.name} and {b.name} are identical apart from the seed (one run under two names)"
+        for a, b in integrity.content_copies(v.loaded)
+    ]
+    return _result(
+        "no_duplicate_runs", True, dups, "each (condition, direction, seed) once, no copies"
+    )
 
 
 def check_extra_files(v: _Files) -> Check:
@@ -233,7 +231,8 @@ def check_limited_run(v: _Files) -> Check | None:
 
 
 def check_sample_counts(v: _Files) -> Check:
-    """Each grid file holds the expected rows once each (blocking)."""
+    """Each grid file holds the expected rows once each; without the eval file, no gold is
+    empty and each sample id keeps one gold across the files (blocking)."""
     problems = []
     for f in v.grid:
         strict = f.condition in v.strict_names
@@ -246,6 +245,10 @@ def check_sample_counts(v: _Files) -> Check:
         declared = f.config.get("n_samples")
         if declared is not None and declared != f.n and not strict:
             problems.append(f"{f.name}: config.n_samples={declared} but {f.n} rows")
+    with_eval = v.eval_path is not None and Path(v.eval_path).is_file()
+    problems += [  # empty golds; and without the eval file, ids whose gold differs
+        p for p in integrity.row_problems(v.grid) if not with_eval or "empty gold" in p
+    ]
     return _result(
         "sample_counts",
         True,
@@ -272,6 +275,8 @@ def check_eval_file(v: _Files) -> list[Check]:
     """The eval file's SHA-256 is the protocol's, and every sample id and gold answer comes
     from it (blocking); advisory when the eval file is not available."""
     path = v.eval_path
+    if path is None:  # the eval the files name by their hash, where it is found here
+        path = integrity.find_eval_file(v.loaded, v.protocol)
     if path is None or not Path(path).is_file():
         return [
             Check(
@@ -310,17 +315,18 @@ def check_eval_file(v: _Files) -> list[Check]:
 
 
 def check_single_protocol(v: _Files) -> Check:
-    """The files do not mix protocol hashes (blocking)."""
+    """The files do not mix protocol hashes, and come from one run: all or none carry
+    provenance (none: the paper's artifact), and those that do agree on its identity fields
+    and inputs (:func:`harness.analysis.integrity.provenance_problems`) (blocking)."""
     protos = Counter(_h(_prov(f).get("protocol_hash")) for f in v.loaded)
     protos.pop(None, None)
-    return _result(
-        "single_protocol",
-        True,
-        [f"files mix {len(protos)} protocol hashes: {', '.join(sorted(protos))}"]
+    problems = (
+        [f"files mix {len(protos)} protocol hashes: {', '.join(sorted(map(str, protos)))}"]
         if len(protos) > 1
-        else [],
-        "no mixing of protocols",
+        else []
     )
+    problems += [p for p in integrity.provenance_problems(v.loaded) if "protocol_hash" not in p]
+    return _result("single_protocol", True, problems, "no mixing of protocols or runs")
 
 
 def check_decoding_parameters(v: _Files) -> Check:
@@ -333,7 +339,7 @@ def check_decoding_parameters(v: _Files) -> Check:
         for k, val in want_gen.items():
             if gen.get(k) != val:
                 problems.append(f"{f.name}: generation.{k}={gen.get(k)!r}, protocol {val!r}")
-        if f.condition == "nl_relay":
+        if _cond(f.condition, "relay"):
             sg = f.config.get("sender_generation") or {}
             for k, val in want_relay.items():
                 if sg.get(k) != val:
@@ -416,7 +422,7 @@ def check_full_n_shuffle_self_fallback(v: _Files) -> Check:
     fulln = [
         (f.name, f.diagnostics.get("shuffle_self_fallback_count"))
         for f in v.grid
-        if f.condition == "shuffled_translation"
+        if _cond(f.condition, "full_shuffle")
     ]
     counts = sorted({c for _, c in fulln})
     return Check(
@@ -485,8 +491,8 @@ def validate(
         eval_path=eval_path,
         loaded=loaded,
         load_errors=load_errors,
-        expected=expected_files(protocol, include_strict=include_strict),
-        expected_ext=expected_files(protocol, extension_only=True),
+        expected=expected(protocol, ("primary", "strict") if include_strict else ("primary",)),
+        expected_ext=expected(protocol, ("extension",), every_extension=True),
     )
     checks: list[Check] = []
     for check in CHECKS:

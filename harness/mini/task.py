@@ -34,6 +34,7 @@ __all__ = [
     "TRAIN_N",
     "Example",
     "build_eval_rows",
+    "build_map_text_rows",
     "build_train_rows",
     "chance_rate",
     "format_prompt",
@@ -41,6 +42,7 @@ __all__ = [
     "make_example",
     "stream_examples",
     "write_data",
+    "write_map_texts",
 ]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -49,6 +51,8 @@ EVAL_N = 396
 TRAIN_N = 560
 EVAL_SEED = 20260601
 TRAIN_SEED = 20260602
+MAP_TEXTS_N = 1024  # texts for Ramesh & Li's map W: well above the sender's width (96)
+MAP_TEXTS_SEED = 20260603
 LEXICON_SEED = 7
 
 PROMPT_TEMPLATE = "Context: {context}\nQ: {question}\nA:"
@@ -388,6 +392,32 @@ def build_train_rows(eval_rows: list[dict[str, Any]] | None = None) -> list[dict
     return rows
 
 
+def build_map_text_rows(
+    eval_rows: list[dict[str, Any]] | None = None,
+    train_rows: list[dict[str, Any]] | None = None,
+    n: int = MAP_TEXTS_N,
+) -> list[dict[str, Any]]:
+    """The texts Ramesh & Li's map W is fitted on (both models read each one): ``n`` task
+    prompts from the same generator, disjoint by (context, question) from every eval and
+    translator-training row. Rows ``{"id", "text"}``."""
+    eval_rows = build_eval_rows() if eval_rows is None else eval_rows
+    train_rows = build_train_rows(eval_rows) if train_rows is None else train_rows
+    exclude = {(r["context"], r["question"]) for r in [*eval_rows, *train_rows]}
+    rows = _rows(MAP_TEXTS_SEED, n, "mini_maptext", exclude)
+    return [
+        {"id": r["clean_eval_id"], "text": format_prompt(r["context"], r["question"])} for r in rows
+    ]
+
+
+def write_map_texts(out_dir: str | os.PathLike[str] = DATA_DIR) -> str:
+    """Write ``map_texts.jsonl`` (:func:`build_map_text_rows`); return its SHA-256."""
+    from harness.io import atomic_write_bytes
+
+    data = rows_to_jsonl(build_map_text_rows())
+    atomic_write_bytes(Path(out_dir) / "map_texts.jsonl", data)
+    return hashlib.sha256(data).hexdigest()
+
+
 def rows_to_jsonl(rows: list[dict[str, Any]]) -> bytes:
     """Canonical bytes: one sorted-key JSON object per line, LF endings."""
     return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows).encode()
@@ -417,3 +447,4 @@ if __name__ == "__main__":  # pragma: no cover
 
     logging.basicConfig(level=logging.INFO)
     logging.getLogger(__name__).info("%s", write_data())
+    logging.getLogger(__name__).info("map_texts.jsonl %s", write_map_texts())

@@ -93,12 +93,15 @@ class TrainConfig:
 def build_model(which: str, vocab_size: int, *, seed: int = 0) -> Any:
     """A freshly initialised ``GPTNeoXForCausalLM`` for ``which``."""
     import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXForCausalLM
 
     from harness.mini.tokenizer_build import EOS, PAD  # noqa: F401  (ids are 0 / 1)
+    from harness.model.arch import make_config
 
     s = MODEL_SPECS[which]
-    cfg = GPTNeoXConfig(
+    # the architecture table's GPT-NeoX (Pythia's structure) at the mini shape
+    cfg = make_config(
+        "gpt_neox",
         vocab_size=vocab_size,
         hidden_size=s.hidden_size,
         num_hidden_layers=s.num_hidden_layers,
@@ -106,13 +109,11 @@ def build_model(which: str, vocab_size: int, *, seed: int = 0) -> Any:
         intermediate_size=s.intermediate_size,
         rotary_pct=s.rotary_pct,
         max_position_embeddings=512,
-        use_parallel_residual=True,
         hidden_dropout=0.0,
         attention_dropout=0.0,
         bos_token_id=0,
         eos_token_id=0,
         pad_token_id=1,
-        tie_word_embeddings=False,
     )
     torch.manual_seed(seed)  # model init only; data draws use explicit generators
     return GPTNeoXForCausalLM(cfg)
@@ -304,6 +305,31 @@ def _save_ckpt(path: Path, model: Any, opt: Any, step: int, cfg: TrainConfig, le
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint, data only: ``torch.load(weights_only=True)`` never runs code.
+
+    Anything else (a pickle with objects, a truncated or foreign file) is one line naming it."""
+    import torch
+
+    from harness.errors import HarnessError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError (not a zip), EOFError, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise HarnessError(
+            f"checkpoint {path} is not a data-only training checkpoint ({type(exc).__name__}: "
+            f"{first})",
+            "delete it and train without --resume (only weights_only checkpoints are loaded)",
+        ) from None
+    missing = [k for k in ("model", "opt", "step") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise HarnessError(
+            f"checkpoint {path} lacks {', '.join(missing)}", "delete it and train without --resume"
+        )
+    return state
+
+
 def save_final(model: Any, tok: Any, out_dir: Path) -> None:
     """``save_pretrained`` (safetensors) into a temp folder, then swap it in atomically."""
     import shutil
@@ -355,7 +381,7 @@ def train_model(
     level = cfg.start_level
     level_since = 0
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = int(state["step"])
@@ -452,7 +478,9 @@ def train_model(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="harness.mini.train", description=__doc__.split("\n")[0])
+    from harness.text import ArgumentParser
+
+    ap = ArgumentParser(prog="harness.mini.train", description=__doc__.split("\n")[0])
     ap.add_argument("--which", choices=("receiver", "sender", "both"), default="both")
     ap.add_argument(
         "--steps",
@@ -496,6 +524,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 0:
         ap.error(f"--workers must be 0 (in-process) or more, not {args.workers}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from harness.errors import report_errors
+
+    return report_errors(lambda: _train_all(args))
+
+
+def _train_all(args: argparse.Namespace) -> int:
+    """Train the models ``args`` names (each bad setting is refused before any work)."""
+    from harness.model.devices import check_device, check_threads
+
+    check_device(args.device)
+    check_threads(args.threads)
     default_steps = {"receiver": 5000, "sender": 2500}
     default_lr = {"receiver": 2e-3, "sender": 2e-3}
     whichs = ("receiver", "sender") if args.which == "both" else (args.which,)

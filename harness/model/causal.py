@@ -36,7 +36,9 @@ from torch import nn
 
 from harness.errors import HarnessError
 from harness.model.activations import block_output, capture, left_pad, with_block_output
+from harness.model.arch import blocks_above, only_blocks
 from harness.model.injection import InjectionSpec, apply_injection, pad_sources
+from harness.model.plans import sample_sources
 from harness.model.translator import Translator, TranslatorConfig, evaluate_translator, split_tokens
 from harness.protocol import CausalSpec
 
@@ -67,17 +69,6 @@ class CausalExample:
     native: torch.Tensor | None = None  # [len(prompt_ids) + len(answer_ids), receiver_dim]
 
 
-def _upper_blocks(receiver: nn.Module, module: nn.Module) -> nn.ModuleList | None:
-    """The GPT-NeoX blocks above ``module`` (None when the fast path does not apply)."""
-    layers = getattr(getattr(receiver, "gpt_neox", None), "layers", None)
-    if not isinstance(layers, nn.ModuleList):
-        return None
-    for k, block in enumerate(layers):
-        if block is module:
-            return nn.ModuleList(list(layers)[k + 1 :])
-    return None
-
-
 def _upper_logits(
     receiver: nn.Module, upper: nn.ModuleList, hidden: torch.Tensor, mask, pos
 ) -> torch.Tensor:
@@ -85,17 +76,13 @@ def _upper_logits(
 
     The lower blocks do not depend on the map, so their output is computed once per example
     and the training forward runs only the blocks above the injection site: the model's own
-    forward with ``inputs_embeds`` = the block output and its block list cut to ``upper``.
+    forward with ``inputs_embeds`` = the block output and its block list cut to ``upper``
+    (:func:`harness.model.arch.only_blocks`, the architecture table's "blocks above j").
     """
-    model = receiver.gpt_neox
-    full = model.layers
-    model.layers = upper
-    try:
+    with only_blocks(receiver, upper):
         return receiver(
             inputs_embeds=hidden, attention_mask=mask, position_ids=pos, use_cache=False
         ).logits
-    finally:
-        model.layers = full
 
 
 class _Map(nn.Module):
@@ -191,20 +178,15 @@ def _sites(prompt: torch.Tensor, spec: InjectionSpec) -> torch.Tensor:
 
 
 def _sources(
-    examples: Sequence[CausalExample], translate: Any, sites: torch.Tensor, spec: InjectionSpec
+    examples: Sequence[CausalExample], translate: Any, prompt: torch.Tensor, spec: InjectionSpec
 ) -> torch.Tensor:
-    """Translated sender states scattered onto the injection ``sites`` (zeros elsewhere): each
-    position's own, the last one broadcast (additive), or the last one alone (last token)."""
-    outs = []
-    for e in examples:
-        if spec.positions == "last":
-            outs.append(translate(e.sender_states[-1:]))
-            continue
-        t = translate(e.sender_states)
-        outs.append(t[-1:].expand_as(t) if spec.mode == "additive" else t)
+    """Each example's source vectors at its prompt positions (zeros elsewhere), built by the
+    runner's own interpreter (:func:`harness.model.plans.sample_sources`) from the translated
+    sender states, so training sees exactly what inference injects."""
+    outs = [sample_sources(spec, translate(e.sender_states), len(e.prompt_ids)) for e in examples]
     flat = torch.cat(outs, dim=0)
-    src = flat.new_zeros((*sites.shape, flat.shape[-1]))
-    return src.masked_scatter(sites.unsqueeze(-1), flat)
+    src = flat.new_zeros((*prompt.shape, flat.shape[-1]))
+    return src.masked_scatter(prompt.unsqueeze(-1), flat)
 
 
 def answer_losses(
@@ -236,7 +218,7 @@ def answer_losses(
     else:
         assert spec is not None
         sites = _sites(prompt, spec)
-        src = _sources(examples, translate, sites, spec).to(device)
+        src = _sources(examples, translate, prompt, spec).to(device)
         if upper is not None:
             assert all(e.native is not None for e in examples)
             native = pad_sources([e.native for e in examples], ids.shape[1], device)  # type: ignore[misc]
@@ -274,7 +256,7 @@ def _fast_path(
 ) -> tuple[list[CausalExample], list[CausalExample], nn.ModuleList | None]:
     """Cache every example's native block output and return the blocks above the site,
     once a check batch shows the cut forward gives the full hooked forward's logits."""
-    upper = _upper_blocks(receiver, module)
+    upper = blocks_above(receiver, module)
     if upper is None:
         return train, val, None
     seqs = [list(e.prompt_ids) + list(e.answer_ids) for e in train + val]

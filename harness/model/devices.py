@@ -6,7 +6,15 @@ import os
 import re
 from typing import Any
 
-__all__ = ["auto_batch_size", "device_free_bytes", "resolve_device", "row_bytes", "worker_device"]
+__all__ = [
+    "auto_batch_size",
+    "check_device",
+    "check_threads",
+    "device_free_bytes",
+    "resolve_device",
+    "row_bytes",
+    "worker_device",
+]
 
 
 def worker_device(worker_id: str | None, n_gpus: int) -> str:
@@ -32,6 +40,57 @@ def resolve_device(requested: str = "auto") -> str:
     except ImportError:  # pragma: no cover - torch is a dependency
         n = 0
     return worker_device(os.environ.get("PYTEST_XDIST_WORKER"), n)
+
+
+def check_device(device: str, option: str = "--device") -> None:
+    """Refuse, before any work, a device this machine cannot run models on (one line).
+
+    ``cpu``, ``cuda[:N]`` for a visible GPU, and ``mps`` where the MPS backend is present;
+    ``meta`` holds shapes without data, so nothing can be generated on it."""
+    from harness.errors import HarnessError
+
+    try:
+        import torch
+
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise HarnessError(f"unknown device {device!r}", "use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HarnessError(
+                f"{option} {device} requested but CUDA is not available", "use --device cpu"
+            )
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise HarnessError(
+                f"{option} {device}: only {n} CUDA device(s) visible", f"use cuda:0 .. cuda:{n - 1}"
+            )
+        return
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise HarnessError(f"{option} {device}: MPS is not available here", "use --device cpu")
+        return
+    if dev.type == "meta":
+        raise HarnessError(
+            f"{option} meta holds no weights, so nothing can run on it", "use --device cpu or cuda"
+        )
+    raise HarnessError(f"{option} {device}: unsupported device type", "use cpu, cuda or cuda:N")
+
+
+def check_threads(threads: int | None, option: str = "--threads") -> None:
+    """Refuse a thread count below 1 or above this machine's CPU count (one line)."""
+    from harness.errors import HarnessError
+
+    if threads is None:
+        return
+    cpus = os.cpu_count() or 1
+    if not 1 <= threads <= cpus:
+        raise HarnessError(
+            f"{option} {threads}: this machine has {cpus} CPU(s)", f"use a value in 1 .. {cpus}"
+        )
 
 
 def device_free_bytes(device: str) -> int | None:

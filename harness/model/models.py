@@ -1,7 +1,8 @@
 """The sender/receiver pair: loading (hub id, local folder or seeded random init) and sites.
 
 Site names are data: :func:`resolve_block` maps "block output at relative depth d" to one
-module for each supported architecture, so conditions and claims never spell module paths.
+module for each architecture in :mod:`harness.model.arch`'s table, so conditions and claims
+never spell module paths.
 
 Loading never touches the network unless ``HARNESS_ALLOW_DOWNLOAD=1``: a hub id is looked up
 in the local Hugging Face cache (``HF_HOME``) only, and a missing model fails fast with one
@@ -13,6 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,16 +24,15 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.model.arch import block_list, named_config
 
 __all__ = [
     "MINI_TOKENIZER_DIR",
-    "PYTHIA_CONFIGS",
     "ModelPair",
     "block_index",
     "load_model",
     "load_pair",
     "load_tokenizer",
-    "pythia_config",
     "resolve_block",
 ]
 
@@ -39,44 +41,6 @@ log = logging.getLogger(__name__)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 MINI_TOKENIZER_DIR = _REPO_ROOT / "harness" / "mini" / "tokenizer"
 ALLOW_DOWNLOAD_ENV = "HARNESS_ALLOW_DOWNLOAD"
-
-# Architecture facts of the paper's models (the published Pythia configs), so that a
-# random-init run builds exactly the paper's shapes without the hub.
-_PYTHIA_COMMON: dict[str, Any] = {
-    "vocab_size": 50304,
-    "max_position_embeddings": 2048,
-    "rotary_pct": 0.25,
-    "rotary_emb_base": 10000,
-    "use_parallel_residual": True,
-    "layer_norm_eps": 1e-5,
-    "hidden_act": "gelu",
-    "tie_word_embeddings": False,
-    "bos_token_id": 0,
-    "eos_token_id": 0,
-}
-PYTHIA_CONFIGS: dict[str, dict[str, Any]] = {
-    "EleutherAI/pythia-160m": {
-        **_PYTHIA_COMMON,
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "intermediate_size": 3072,
-    },
-    "EleutherAI/pythia-410m": {
-        **_PYTHIA_COMMON,
-        "hidden_size": 1024,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "intermediate_size": 4096,
-    },
-}
-
-# (attribute path of the block list, module-name prefix) per supported architecture.
-_BLOCK_LISTS = (
-    ("gpt_neox.layers", "gpt_neox.layers"),  # GPT-NeoX / Pythia
-    ("transformer.h", "transformer.h"),  # GPT-2
-    ("model.layers", "model.layers"),  # Llama-style
-)
 
 
 def _allow_download() -> bool:
@@ -93,18 +57,6 @@ def _missing_weights_error(name: str, what: str = "weights") -> HarnessError:
         f"set {ALLOW_DOWNLOAD_ENV}=1 to fetch them from the hub, set HF_HOME to a cache that "
         "holds them, or pass a local model directory; --init random needs no weights",
     )
-
-
-def pythia_config(name: str) -> Any:
-    """The GPTNeoXConfig of a paper model, from the facts above (no hub access)."""
-    from transformers import GPTNeoXConfig
-
-    if name not in PYTHIA_CONFIGS:
-        raise HarnessError(
-            f"no built-in config for {name!r} (random init knows {', '.join(PYTHIA_CONFIGS)})",
-            "pass a local model directory holding a config.json, or use --init pretrained",
-        )
-    return GPTNeoXConfig(**PYTHIA_CONFIGS[name])
 
 
 def _local_dir(name: str, base: Path | None) -> Path | None:
@@ -144,18 +96,19 @@ def load_model(
 ) -> nn.Module:
     """Load a causal LM in eval mode (float32) from a local folder or the local hub cache.
 
-    ``init="random"`` builds the architecture (built-in Pythia facts, or a local
-    ``config.json``) with weights drawn under ``torch.manual_seed(seed)`` inside a forked RNG,
-    so the global RNG is untouched and the same seed gives the same weights.
+    ``init="random"`` builds the architecture (a config the architecture table names, the
+    paper's Pythia models, or a local ``config.json``) with weights drawn under
+    ``torch.manual_seed(seed)`` inside a forked RNG, so the global RNG is untouched and the
+    same seed gives the same weights.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     local = _local_dir(name, base_dir)
     if init == "random":
         if local is not None and (local / "config.json").is_file():
-            config = AutoConfig.from_pretrained(local)
+            config = AutoConfig.from_pretrained(local, trust_remote_code=False)
         else:
-            config = pythia_config(name)
+            config = named_config(name)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -164,12 +117,16 @@ def load_model(
         if local is not None:
             _check_local_model(local)
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                source,
-                revision=None if local is not None else revision,
-                dtype=torch.float32,
-                local_files_only=not _allow_download(),
-            )
+            with _quiet_transformers():
+                model, info = AutoModelForCausalLM.from_pretrained(
+                    source,
+                    revision=None if local is not None else revision,
+                    dtype=torch.float32,
+                    local_files_only=not _allow_download(),
+                    trust_remote_code=False,  # a folder's own code is never run, never asked
+                    weights_only=True,  # a *.bin is unpickled data-only
+                    output_loading_info=True,
+                )
         except (OSError, ValueError) as exc:
             log.debug("loading %s failed: %s", name, exc)
             if local is not None:
@@ -188,8 +145,43 @@ def load_model(
             ) from None
     else:
         raise HarnessError(f"unknown init {init!r}", "use 'pretrained' or 'random'")
+    if init == "pretrained":
+        _check_loaded(local if local is not None else name, info)
     model.eval()
     return model.to(device)
+
+
+def _check_loaded(folder: Path | str, info: dict[str, Any]) -> None:
+    """Refuse a model whose weights did not all load: a config naming another architecture or
+    another number of layers than the weights hold leaves weights missing (newly, randomly
+    initialised), unexpected (ignored) or of another shape; each is an error naming the
+    folder, never a run on partly random weights."""
+    for key, what in (
+        ("missing_keys", "missing from the weights (they would be randomly initialised)"),
+        ("unexpected_keys", "in the weights but not in the model its config.json builds"),
+        ("mismatched_keys", "of another shape than its config.json gives"),
+        ("error_msgs", "not loadable"),
+    ):
+        bad = sorted(str(k if not isinstance(k, tuple) else k[0]) for k in info.get(key) or ())
+        if bad:
+            raise HarnessError(
+                f"model folder {folder}: {len(bad)} weight(s) {what}, e.g. {bad[0]}",
+                "its config.json does not describe its weights (architecture or layer count): "
+                "restore the folder's config.json or re-save the model",
+            )
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' own load report (a multi-line table) is replaced by :func:`_check_loaded`."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
 
 
 def load_tokenizer(
@@ -208,6 +200,7 @@ def load_tokenizer(
             source,
             revision=None if local is not None else revision,
             local_files_only=not _allow_download(),
+            trust_remote_code=False,
         )
     except (OSError, ValueError) as exc:
         log.debug("loading tokenizer %s failed: %s", name, exc)
@@ -238,25 +231,9 @@ def block_index(relative_depth: float, n_layers: int) -> int:
     return idx
 
 
-def _block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    for attr, prefix in _BLOCK_LISTS:
-        obj: Any = model
-        for part in attr.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if isinstance(obj, nn.ModuleList):
-            return prefix, obj
-    raise HarnessError(
-        f"unsupported architecture {type(model).__name__}: no gpt_neox.layers, transformer.h "
-        "or model.layers",
-        "use a GPT-NeoX, GPT-2 or Llama-style causal LM",
-    )
-
-
 def resolve_block(model: nn.Module, relative_depth: float) -> tuple[str, nn.Module, int]:
     """(module name, module, index) of the block whose output is "relative depth d"."""
-    prefix, blocks = _block_list(model)
+    prefix, blocks = block_list(model)
     idx = block_index(relative_depth, len(blocks))
     return f"{prefix}.{idx}", blocks[idx], idx
 

@@ -8,14 +8,16 @@ duration of a capture or generation pass (:func:`packed_linears`) and undone on 
   for products of about ``PACK_ROWS_HINT`` rows. The reordered weights are kept per layer
   (weakly, keyed on the weight's storage and version) so a model generating many result files
   packs once, not once per file.
-- **Fused GELU.** In a GPT-NeoX MLP whose activation is exact (erf) GELU, Pythia's, the
-  activation runs as the first linear's oneDNN post-op instead of a separate pass over the
-  ``[rows, 4 x hidden]`` output. Bitwise equal to ``F.gelu`` after the linear (tested; the
+- **Fused GELU.** In a block MLP (the architecture table's
+  :class:`~harness.model.arch.MlpKind`) whose activation is exact (erf) GELU, Pythia's, the
+  activation runs as its input linear's oneDNN post-op instead of a separate pass over the
+  ``[rows, 4 x hidden]`` output (of the table's families only GPT-NeoX has one; Llama, Qwen2
+  use SiLU, Gemma tanh GELU, GPT-2 ``Conv1D`` layers, which are not packed at all). Bitwise equal to ``F.gelu`` after the linear (tested; the
   tanh approximation is not bitwise, so it is not fused).
 - **Real rows only** (:func:`real_rows_only`). In a left-padded prefill the padding rows are
   up to a quarter of the batch on unsorted prompts; inside this context a packed linear
-  multiplies only the real positions and writes zeros at the padding ones (an MLP keeps its
-  wide intermediate compact, real rows only, between its two linears). A row's product
+  multiplies only the real positions and writes zeros at the padding ones (a table MLP keeps its
+  wide intermediate compact, real rows only, between its input and output linears). A row's product
   does not depend on which other rows are multiplied with it (tested bitwise), and padding
   positions are masked out of every real position's attention, so real positions come out
   bitwise as before; only the (never read) padding positions change.
@@ -40,6 +42,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from harness.model.arch import MlpKind, mlp_modules
 
 __all__ = [
     "PACK_MIN_WIDTH",
@@ -171,9 +175,9 @@ class PackedLinear(nn.Module):
             y = F.gelu(y, approximate=self.algorithm)
         return y.reshape(*lead, self.out_features)
 
-    # Inside real_rows_only, the two linears of an MLP pass its wide intermediate compact
+    # Inside real_rows_only, the linears of a table MLP pass its wide intermediate compact
     # ([real rows, 4 x hidden]) instead of scattering it to the padded shape and gathering it
-    # back: the first keeps its output compact, the second accepts that compact input.
+    # back: the input linears keep their output compact, the output one accepts it.
     compact_out = False
     compact_in = False
 
@@ -233,21 +237,10 @@ def _gelu_algorithm(act: nn.Module) -> str | None:
     return None
 
 
-def _is_mlp(mod: nn.Module) -> bool:
-    """A GPT-NeoX MLP: ``dense_4h_to_h(act(dense_h_to_4h(x)))``, ``act`` elementwise."""
-    try:
-        from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXMLP
-    except ImportError:  # pragma: no cover - transformers without GPT-NeoX
-        return False
-    return type(mod) is GPTNeoXMLP and all(
-        type(getattr(mod, name, None)) is nn.Linear for name in ("dense_h_to_4h", "dense_4h_to_h")
-    )
-
-
-def _fusable_gelu(mlp: nn.Module) -> str | None:
-    """ "none" when the MLP's activation is erf GELU, which can run as the first linear's
+def _fusable_gelu(act: nn.Module | None) -> str | None:
+    """ "none" when an MLP's activation is erf GELU, which can run as its input linear's
     oneDNN post-op (bitwise torch's, tested; its tanh GELU is not, so that is not fused)."""
-    return "none" if _gelu_algorithm(mlp.act) == "none" else None
+    return "none" if act is not None and _gelu_algorithm(act) == "none" else None
 
 
 def pack_wanted(model: nn.Module) -> bool:
@@ -271,8 +264,8 @@ def packed_linears(model: nn.Module) -> Iterator[int]:
 
     Decoding multiplies a few rows (the batch) by every weight matrix per token; with the
     weights reordered once into oneDNN's blocked layout those products run about 1.5x faster
-    on this project's CPU (measured at Pythia-410M shape, 32 rows). GPT-NeoX MLPs get their
-    GELU fused into the first linear. The swap is undone on exit, so training (the causal
+    on this project's CPU (measured at Pythia-410M shape, 32 rows). Block MLPs with an exact
+    GELU (GPT-NeoX's) get it fused into their input linear. The swap is undone on exit, so training (the causal
     translator) and everything else see the plain modules; hooks on the swapped linears and
     activations do not fire inside. Only for float32 CPU models at least ``PACK_MIN_WIDTH``
     wide; ``HARNESS_PACK_LINEAR=0`` turns it off. Yields the number of swapped linears.
@@ -284,19 +277,20 @@ def packed_linears(model: nn.Module) -> Iterator[int]:
         return
     keep_freed_memory()
     swaps: list[tuple[nn.Module, str, nn.Module]] = []
+    mlps: dict[int, MlpKind] = {id(m): kind for m, kind in mlp_modules(model)}
     try:
         for mod in list(model.modules()):
-            mlp = _is_mlp(mod)
-            gelu = _fusable_gelu(mod) if mlp else None
+            kind = mlps.get(id(mod))
+            gelu = _fusable_gelu(getattr(mod, kind.act, None)) if kind is not None else None
             for name, child in list(mod.named_children()):
-                if gelu is not None and name == "act":
+                if kind is not None and gelu is not None and name == kind.act:
                     setattr(mod, name, nn.Identity())
                     swaps.append((mod, name, child))
                 elif type(child) is nn.Linear:
-                    fused = gelu is not None and name == "dense_h_to_4h"
+                    fused = kind is not None and gelu is not None and name == kind.fuse_into
                     layer = _packed(child, "gelu" if fused else "none", gelu or "")
-                    layer.compact_out = mlp and name == "dense_h_to_4h"
-                    layer.compact_in = mlp and name == "dense_4h_to_h"
+                    layer.compact_out = kind is not None and name in kind.inputs
+                    layer.compact_in = kind is not None and name == kind.output
                     setattr(mod, name, layer)
                     swaps.append((mod, name, child))
         model._harness_packed = True  # nested calls (generation batches) reuse the packing

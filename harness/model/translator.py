@@ -299,9 +299,21 @@ def save_translator(t: Translator, path: str | os.PathLike[str]) -> Path:
             "config": dataclasses.asdict(t.config),
             "metrics": t.metrics,
             "weights_sha256": hashlib.sha256(blob).hexdigest(),
+            "record_sha256": _record_digest(t.config, t.metrics),
         },
     )
     return atomic_write_bytes(base.with_suffix(".safetensors"), blob)
+
+
+def _record_digest(config: TranslatorConfig, metrics: dict[str, Any]) -> str:
+    """SHA-256 of a translator's config and held-out metrics (what result files copy), over
+    their canonical JSON: an edited cosine or recipe beside the weights fails it."""
+    canon = json.dumps(
+        {"config": dataclasses.asdict(config), "metrics": metrics},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canon.encode()).hexdigest()
 
 
 def check_finite_translator(t: Translator, where: str) -> None:
@@ -323,7 +335,9 @@ def load_translator(
 ) -> Translator:
     """Load a translator written by :func:`save_translator`.
 
-    Missing, truncated or checksum-failing files raise :class:`CorruptTranslatorError`; with
+    Missing, truncated or checksum-failing files (the weights, or the config and metrics
+    beside them: a record without its checksum fails too) raise
+    :class:`CorruptTranslatorError`; with
     ``sender_dim``/``receiver_dim`` given, a checkpoint of other shapes raises
     :class:`HarnessError` naming both shapes.
     """
@@ -347,6 +361,8 @@ def load_translator(
             config=TranslatorConfig.from_dict(info["config"]),
             metrics=info.get("metrics", {}),
         )
+        if info.get("record_sha256") != _record_digest(t.config, t.metrics):
+            raise ValueError("config or metrics do not match the SHA-256 recorded beside them")
     except Exception as exc:  # any failure to parse the pair of files is corruption
         raise CorruptTranslatorError(
             f"translator checkpoint {st} is corrupt ({type(exc).__name__}: {exc})", fix

@@ -1,14 +1,20 @@
 """The runner's on-disk caches, in one place: activations, translators and result files.
 
-Everything lives under the run's output folder and is keyed by the protocol hash, so two
-protocols never share an entry and a changed protocol recomputes:
+Everything lives under the run's output folder and is keyed by the protocol hash and by the
+fingerprints of what it was computed from (:class:`harness.run.inputs.RunInputs`: weights,
+tokenizer, eval and training files, init mode, cache format version), so two protocols or two
+sets of inputs never share an entry and a change recomputes:
 
-- ``.cache/activations/PROTOCOL_HASH/SITE-KEY.safetensors``: block outputs, one float32
-  tensor per prompt, with the SHA-256 of their contents in the file's metadata;
-- ``.cache/translators/PROTOCOL_HASH/KEY.{json,safetensors}``: fitted translators
-  (:func:`harness.model.translator.save_translator`, which checksums the weights);
-- the result files themselves (``h1_*.json``) with ``.cache/jobs/FILE.lock``: a file that
-  exists is reused if this protocol over these rows wrote it (resume), and a file being
+- ``.cache/activations/PROTOCOL_HASH-INPUTS/SITE-KEY.safetensors``: block outputs, one
+  float32 tensor per prompt, with the SHA-256 of their contents in the file's metadata
+  (INPUTS: the weights and init they were captured from);
+- ``.cache/translators/PROTOCOL_HASH-INPUTS/KEY.{json,safetensors}``: fitted linear and
+  causal translators (:func:`harness.model.translator.save_translator`, which checksums the
+  weights and the config and metrics beside them; INPUTS: weights, init, tokenizer,
+  training file and limit);
+- the result files themselves (``h1_*.json``, the relay's included) with
+  ``.cache/jobs/FILE.lock``: a file that exists is kept on resume only if this protocol over
+  these rows and these inputs wrote it (else one line naming what changed), and a file being
   written is claimed under a lock, so processes sharing the folder (pytest-xdist workers,
   concurrent CLI runs) write each file once.
 
@@ -30,11 +36,13 @@ from pathlib import Path
 import torch
 
 from harness.analysis.results import load_result_file
+from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
-from harness.io import atomic_write_bytes
+from harness.io import atomic_write_bytes, short_hash
 from harness.model.activations import Activations
 from harness.model.translator import CorruptTranslatorError, Translator, load_translator
 from harness.protocol import Protocol
+from harness.run.inputs import RunInputs
 from harness.run.records import check_resumable
 
 __all__ = [
@@ -46,11 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def short_hash(text: str) -> str:
-    """The first 8 hex digits of ``text``'s SHA-256 (cache-key parts)."""
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def ids_hash(ids: Sequence[Sequence[int]]) -> str:
@@ -114,12 +117,22 @@ def load_activations(path: Path, site: str, ids: Sequence[Sequence[int]]) -> Act
 class RunCache:
     """The activation, translator and result caches of one output folder and protocol."""
 
-    def __init__(self, out: Path, protocol: Protocol) -> None:
+    def __init__(self, out: Path, protocol: Protocol, inputs: RunInputs | None = None) -> None:
+        """``inputs``: the run's fingerprints (None: keyed by the protocol alone, for tests
+        of the cache mechanics)."""
         self.out = out
         self.protocol = protocol
+        self.inputs = inputs
 
     def _folder(self, kind: str) -> Path:
-        folder = self.out / ".cache" / kind / self.protocol.hash
+        name = self.protocol.hash
+        if self.inputs is not None:
+            tag = {
+                "activations": self.inputs.activations_tag,
+                "translators": self.inputs.translator_tag,
+            }[kind]
+            name = f"{name}-{tag}"
+        folder = self.out / ".cache" / kind / name
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -188,15 +201,35 @@ class RunCache:
         return (self.out / filename).is_file()
 
     def check_result(self, filename: str, n_rows: int) -> None:
-        """A file a resume keeps must be a valid result of this protocol over these rows."""
+        """A file a resume keeps must be a valid result of this protocol over these rows,
+        computed from these inputs (weights, tokenizer, eval and training files, init):
+        otherwise one line naming the file and what changed."""
         path = self.out / filename
         try:
-            load_result_file(path)
+            f = load_result_file(path)
         except HarnessError as exc:
             raise HarnessError(
                 f"cannot resume: {exc.what}", "delete it and re-run; the runner rewrites it"
             ) from None
-        check_resumable(path, self.protocol, n_rows)
+        prov = f.raw.get("provenance")
+        prov = prov if isinstance(prov, dict) else {}
+        changed: list[str] = []
+        if self.inputs is not None:
+            cond = CONDITIONS.get(f.condition)
+            translator = "translator" in f.raw or (cond is not None and cond.uses_translator)
+            changed = self.inputs.changes(prov.get("inputs"), translator=translator)
+        if changed and prov.get("protocol_hash") != self.protocol.hash:
+            changed.append(
+                f"protocol changed ({prov.get('protocol_hash')} -> {self.protocol.hash})"
+            )
+        if not changed:
+            check_resumable(path, self.protocol, n_rows)
+        else:
+            raise HarnessError(
+                f"cannot resume: {path} was computed from other inputs: " + "; ".join(changed),
+                "use a fresh --out folder, or delete the stale result files (the runner "
+                "recomputes them and its caches)",
+            )
 
     @contextmanager
     def claim(self, filename: str, *, wait: bool) -> Iterator[bool]:

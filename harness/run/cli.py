@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 from harness.errors import HarnessError, report_errors
+from harness.text import ArgumentParser, printable
 
 __all__ = ["add_run_parser", "cmd_run", "main"]
 
@@ -105,9 +106,13 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Handler of ``run``: prints the written files' folder and the wall time."""
+    from harness.model.devices import check_device, check_threads
     from harness.protocol import load_protocol
     from harness.run.runner import RunOptions, run_protocol
+    from harness.spec.rules import seed_problems
 
+    check_device(args.device)  # before any work: the machine must be able to run it
+    check_threads(args.threads)
     proto = load_protocol(args.protocol)
     conditions = _list_arg(args.conditions)
     include_appendix = False
@@ -120,8 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HarnessError(
             f"--seeds must be integers, got {seeds}", "e.g. --seeds 42,123"
         ) from None
-    bad = [s for s in seed_ints or [] if not 0 <= s < 2**32]
-    if bad or (seed_ints and len(set(seed_ints)) != len(seed_ints)):
+    if seed_ints is not None and seed_problems(seed_ints, "--seeds"):
         raise HarnessError(
             f"--seeds must be unique integers in [0, 2^32), got {seeds}", "e.g. --seeds 42,123"
         )
@@ -152,14 +156,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     paths = run_protocol(proto, args.out, options)
     sys.stdout.write(
-        f"{len(paths)} result files in {args.out} ({time.perf_counter() - t0:.1f} s)\n"
+        printable(f"{len(paths)} result files in {args.out} ({time.perf_counter() - t0:.1f} s)")
+        + "\n"
     )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry: ``python -m harness.run.cli --protocol ... --out ...``."""
-    parser = _configure(argparse.ArgumentParser(prog="python -m harness.run.cli"))
+    parser = _configure(ArgumentParser(prog="python -m harness.run.cli"))
     parser.add_argument("--debug", action="store_true", help="tracebacks and INFO logging")
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,4 +1,4 @@
-"""The runner's plan (which files) and result-file dictionaries in the artifact's layout.
+"""Result-file dictionaries in the artifact's layout.
 
 Field names, their order and which fields a condition carries mirror the published files
 (``results/final/*.json``); our additions are ``provenance`` and, for translator conditions,
@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from harness.analysis import metrics as M
 from harness.analysis.evalset import EvalRow
-from harness.analysis.results import SCHEMA_VERSION, result_filename
-from harness.conditions import Condition, InjectionSpec, Shuffle, get_condition
+from harness.analysis.results import SCHEMA_VERSION
+from harness.conditions import Condition, InjectionSpec, Shuffle
 from harness.errors import HarnessError
 from harness.protocol import Protocol
+from harness.spec.jobs import Job
 
 if TYPE_CHECKING:  # the runner's types; records stay torch-free at run time
     from harness.model.models import ModelPair
-    from harness.run.runner import Role
+    from harness.run.roles import Role
 
 __all__ = [
     "DETERMINISTIC_REASON",
@@ -39,7 +40,6 @@ __all__ = [
     "check_token_match",
     "injection_dict",
     "models_dict",
-    "plan_jobs",
     "provenance",
 ]
 
@@ -47,16 +47,6 @@ DETERMINISTIC_REASON = (
     "greedy decoding with do_sample=false; this condition does not consume a seed-dependent "
     "translation checkpoint or random control."
 )
-
-
-@dataclass(frozen=True)
-class Job:
-    """One result file: a condition in a direction with a seed (``None`` if deterministic)."""
-
-    condition: str
-    direction: str
-    seed: int | None
-    filename: str
 
 
 @dataclass
@@ -85,39 +75,8 @@ class JobExtras:
     checkpoint: str | None = None
     translator: dict[str, Any] | None = None
     shuffle: Shuffle | None = None
-
-
-def plan_jobs(
-    protocol: Protocol,
-    conditions: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    directions: Sequence[str] | None = None,
-    *,
-    include_strict: bool = True,
-    include_appendix: bool = False,
-    include_extension: bool = False,
-) -> list[Job]:
-    """The result files a run writes, in order (direction, condition, seed)."""
-    if conditions is None:
-        conditions = list(protocol.run.conditions)
-        if include_strict:
-            conditions += list(protocol.run.strict_conditions)
-        if include_extension:
-            conditions += list(protocol.run.extension_conditions)
-        if include_appendix:
-            conditions += list(protocol.run.appendix_conditions)
-    seeds = list(protocol.run.seeds if seeds is None else seeds)
-    jobs = []
-    for direction in directions or protocol.run.directions:
-        if direction not in ("fwd", "rev"):
-            raise HarnessError(f"unknown direction {direction!r}", "use fwd and/or rev")
-        for name in conditions:
-            cond = get_condition(name)
-            for seed in [None] if cond.deterministic else seeds:
-                alpha = protocol.alpha_for(cond.alpha)
-                fname = result_filename(name, direction, seed, alpha)
-                jobs.append(Job(name, direction, seed, fname))
-    return jobs
+    # Ramesh & Li's conditions: the searched blocks, W's held-out fit and the layer search
+    ramesh_li: dict[str, Any] | None = None
 
 
 def check_token_match(
@@ -292,6 +251,10 @@ def build_result(
     }
     if extras.translator is not None:
         data["translator"] = extras.translator
+    if extras.ramesh_li is not None:  # the blocks their layer search chose, not the protocol's
+        data["models"]["layer_a"] = extras.ramesh_li["layer_a"]
+        data["models"]["layer_b"] = extras.ramesh_li["layer_b"]
+        data["ramesh_li"] = extras.ramesh_li
     return data
 
 

@@ -15,25 +15,22 @@ out). Which files a run writes and their exact fields live in :mod:`harness.run.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness import events
 from harness.analysis.evalset import EvalRow, load_evalset
 from harness.analysis.results import write_result_file
-from harness.conditions import CONDITIONS, Condition, Shuffle
+from harness.conditions import CONDITIONS, Condition
 from harness.errors import HarnessError
 from harness.model.activations import Activations, capture, check_finite
 from harness.model.generate import GenerationSettings, decode_new, generate_tokens
@@ -41,81 +38,30 @@ from harness.model.injection import (
     InjectionSpec,
     PrefillInjection,
     pad_sources,
-    random_directions,
-    shuffle_donors,
 )
 from harness.model.models import ModelPair, load_pair, resolve_block
+from harness.model.plans import build_sources
 from harness.model.translator import Translator, fit_translator
 from harness.protocol import Protocol, load_protocol
 from harness.run.cache import RunCache, ids_hash, short_hash
+from harness.run.inputs import run_inputs
 from harness.run.records import (
     Generated,
     Job,
     JobExtras,
     build_result,
     check_token_match,
-    plan_jobs,
     provenance,
 )
+from harness.run.roles import Direction, Role
+from harness.spec.jobs import Group
+from harness.spec.jobs import jobs as grid_jobs
 
-__all__ = ["Job", "Role", "RunOptions", "check_token_match", "plan_jobs", "run_protocol"]
+__all__ = ["Job", "Role", "RunOptions", "check_token_match", "run_protocol"]
+
+_Direction = Direction  # the name the stages used before roles.py
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Role:
-    """One side of a direction: the sender or the receiver.
-
-    model and its block ``module`` at ``site`` (resolved from the relative depth), its
-    ``tokenizer``, the eval prompts it reads as token ids (``ids``: the protocol's
-    ``template`` for the sender, ``receiver_template`` for the receiver), the greedy
-    decoding it generates with (the relay for the sender, the answer for the receiver), and
-    its block outputs over ``ids`` once captured (``states``)."""
-
-    kind: str  # "sender" or "receiver"
-    name: str
-    model: PreTrainedModel
-    site: str
-    module: nn.Module
-    tokenizer: PreTrainedTokenizerBase
-    ids: list[list[int]]
-    settings: GenerationSettings
-    states: Activations | None = None
-
-    @property
-    def width(self) -> int:
-        """Hidden width of the residual stream (the input embedding size)."""
-        return int(self.model.get_input_embeddings().weight.shape[1])
-
-    @property
-    def pad_id(self) -> int:
-        return self.settings.pad_token_id
-
-
-@dataclass
-class _Direction:
-    """Everything one direction's conditions share (computed lazily, once)."""
-
-    direction: str
-    sender: Role
-    receiver: Role
-    # seed -> the linear translator, (condition, seed) -> a causal one; with its checkpoint
-    translators: dict[int | tuple[str, int], tuple[Translator, str]] = field(default_factory=dict)
-    train: tuple[torch.Tensor, torch.Tensor] | None = None
-    # translator-training rows, their receiver prompt ids and per-prompt sender states
-    train_prompts: tuple[list[EvalRow], list[list[int]], Activations] | None = None
-
-    @functools.cached_property
-    def tok_tag(self) -> str:
-        """The two tokenizers, by their vocabularies rather than their paths (a moved checkout
-        keeps its translator cache); computed once per direction."""
-        return short_hash(
-            "|".join(
-                json.dumps(sorted(r.tokenizer.get_vocab().items()))
-                for r in (self.sender, self.receiver)
-            )
-        )
 
 
 class _Run:
@@ -348,9 +294,11 @@ class _Run:
         spec: InjectionSpec | None = None,
         sources: Sequence[torch.Tensor] | None = None,
         bar: Any = None,
+        module: nn.Module | None = None,
     ) -> tuple[list[str], dict[str, list[float]]]:
         """``role``'s greedy continuations of ``ids`` (decoded new text), with ``sources``
-        injected at its block by ``spec`` on the prefill, and the hook's per-sample norms."""
+        injected at its block (or at ``module``) by ``spec`` on the prefill, and the hook's
+        per-sample norms."""
         hooks: list[tuple[list[int], PrefillInjection]] = []
 
         def factory(idx: list[int], mask: torch.Tensor) -> PrefillInjection:
@@ -359,7 +307,7 @@ class _Run:
             if spec.positions == "last":  # left padded: the last column is each last token
                 mask = torch.zeros_like(mask)
                 mask[:, -1] = 1
-            hook = PrefillInjection(role.module, spec, src, mask)
+            hook = PrefillInjection(role.module if module is None else module, spec, src, mask)
             hooks.append((idx, hook))
             return hook
 
@@ -425,6 +373,8 @@ class _Run:
             batch_size=self.bs,
             n_eval=len(self.rows),
         )
+        if self.cache.inputs is not None:  # what this file was computed from (resume checks)
+            data["provenance"]["inputs"] = self.cache.inputs.to_dict()
         path = write_result_file(self.out, data)
         events.record("result_file", key=f"{self.p.hash}:{path.name}")
         return path
@@ -456,20 +406,17 @@ class _Run:
         """Generate with ``cond``'s plan: gather the states it injects, then run ``spec``."""
         plan = cond.plan
         assert plan is not None
+        if plan.translator in ("raw_map", "coords"):  # Ramesh & Li's own blocks and map
+            from harness.run.ramesh_li import inject_ramesh_li
+
+            return inject_ramesh_li(self, cond, spec, d, bar)
         receiver = d.receiver
-        n = len(self.rows)
         lengths = [len(t) for t in receiver.ids]
-        idx = list(range(n))
         extras = JobExtras()
-        shown: list[torch.Tensor] | None = None  # what the file reports as translated
-        if plan.states == "receiver":
-            sources = list(self.states(receiver).states)
-        elif plan.states == "zero":
-            sources = [torch.zeros(k, receiver.width) for k in lengths]
-        elif plan.states == "random":
-            sources = random_directions(lengths, receiver.width, _seed(job))
-        else:
-            if plan.translator == "causal":
+        causal = plan.translator == "causal"
+
+        def translated() -> list[torch.Tensor]:
+            if causal:
                 tr, ckpt = self.causal_translator(d, _seed(job), cond.name)
             else:
                 tr, ckpt = self.translator(d, _seed(job))
@@ -480,33 +427,29 @@ class _Run:
                 "method": tr.config.method,
                 **tr.metrics,
             }
-            translated = [tr(s) for s in self.states(d.sender).states]
+            out = [tr(s) for s in self.states(d.sender).states]
             check_finite(
-                translated,
+                out,
                 what="translator output",
                 site=f"{d.sender.site} -> {receiver.site} ({ckpt})",
                 labels=[r.sample_id for r in self.rows],
                 fix="the translator is numerically broken: delete it from the translator "
                 "cache to refit it, and check the sender activations",
             )
-            if plan.last_token:  # the sender's last state, at the receiver's last position
-                sources = []
-                for t, ids in zip(translated, receiver.ids, strict=True):
-                    src = torch.zeros(len(ids), t.shape[-1], dtype=t.dtype)
-                    src[-1] = t[-1]
-                    sources.append(src)
-                shown = [t[-1:] for t in translated]
-            elif plan.last_broadcast:
-                sources = [t[-1:].expand_as(t) for t in translated]
-                shown = translated
-            elif plan.shuffle is not None:
-                strict = plan.shuffle == "strict"
-                donors, singles = shuffle_donors(lengths, _seed(job), strict=strict)
-                idx = [i for i in range(n) if donors[i] is not None]
-                sources = [translated[donors[i]] for i in idx]  # type: ignore[index]
-                extras.shuffle = Shuffle(tuple(donors), singles, strict)
-            else:
-                sources = translated
+            return out
+
+        planned = build_sources(
+            plan,
+            spec,
+            lengths,
+            receiver.width,
+            job.seed,
+            receiver_states=lambda: self.states(receiver).states,
+            translated=translated,
+        )
+        extras.shuffle = planned.shuffle
+        idx, sources = planned.idx, planned.sources
+        shown = planned.reported  # what the file reports as translated
         ids = [receiver.ids[i] for i in idx]
         preds, stats = self.generate(receiver, ids, spec, sources, bar=bar)
         tnorm = [
@@ -599,18 +542,23 @@ def run_protocol(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise HarnessError(f"--out {out} is a file, not a folder", "pass a folder path")
-    jobs = plan_jobs(
-        proto,
-        o.conditions,
-        o.seeds,
-        o.directions,
-        include_strict=o.include_strict,
-        include_appendix=o.include_appendix,
-        include_extension=o.include_extension,
-    )
+    groups: list[Group] = ["primary"]
+    groups += ["strict"] if o.include_strict else []
+    groups += ["extension"] if o.include_extension else []
+    groups += ["appendix"] if o.include_appendix else []
+    jobs = grid_jobs(proto, groups, conditions=o.conditions, seeds=o.seeds, directions=o.directions)
     evalset = load_evalset(proto.eval_path(o.artifact), proto.eval.sha256)
     rows = evalset.rows[: o.limit] if o.limit is not None else evalset.rows
-    cache = RunCache(out, proto)
+    inputs = run_inputs(
+        proto,
+        eval_sha256=evalset.sha256,
+        artifact=o.artifact,
+        init=o.init,
+        init_seed=o.init_seed,
+        tokenizer=o.tokenizer,
+        train_limit=o.train_limit,
+    )
+    cache = RunCache(out, proto, inputs)
     todo = [j for j in jobs if not cache.has_result(j.filename)]
     for j in jobs:
         if j not in todo:
@@ -637,6 +585,7 @@ def run_protocol(
             use_cache=o.use_cache,
             init_seed=o.init_seed,
         )
+        run.cache = cache  # keyed by the inputs' fingerprints
         run.timings["load_s"] = time.perf_counter() - t0
         out.mkdir(parents=True, exist_ok=True)
         total = len(todo) * len(rows)
@@ -697,20 +646,9 @@ def _run_shared(run: _Run, out: Path, todo: Sequence[Job], bar: Any) -> None:
 
 def _check_device(device: str) -> None:
     """Refuse an unknown or absent device before any model is loaded."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise HarnessError(f"unknown device {device!r}", "use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise HarnessError(
-                "--device cuda requested but CUDA is not available", "use --device cpu"
-            )
-        n = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= n:
-            raise HarnessError(
-                f"--device {device}: only {n} CUDA device(s) visible", f"use cuda:0 .. cuda:{n - 1}"
-            )
+    from harness.model.devices import check_device
+
+    check_device(device)
 
 
 @contextmanager

@@ -531,9 +531,10 @@ def bench_claims(sources: Sequence[str], workers: int) -> dict[str, Any]:
 
 
 def main_bench(argv: Sequence[str] | None = None) -> int:
-    import argparse
 
-    p = argparse.ArgumentParser(prog="python -m harness bench", description=__doc__.splitlines()[0])
+    from harness.text import ArgumentParser
+
+    p = ArgumentParser(prog="python -m harness bench", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="out/bench.json")
     p.add_argument("--shape", default="EleutherAI/pythia-410m", help="random-init architecture")
     p.add_argument("--batch", type=int, default=32)
@@ -557,6 +558,26 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--skip", default="", help="comma list of parts to skip: generation,claims")
     args = p.parse_args(argv)
+    from harness.errors import report_errors
+
+    return report_errors(lambda: _bench(args))
+
+
+def _bench(args: Any) -> int:
+    """Run the parts ``args`` asks for; the output path and numbers are checked first."""
+    from harness.errors import HarnessError
+    from harness.io import check_output_file
+    from harness.text import printable
+
+    check_output_file(args.out, "--out")  # before minutes of timing, not after
+    for name in ("batch", "new_tokens", "repeats", "workers"):
+        value = getattr(args, name)
+        if not 1 <= value <= 4096:
+            raise HarnessError(f"--{name.replace('_', '-')} {value}: must be in 1 .. 4096")
+    for name in ("ab_blocks", "lockstep_pairs"):
+        value = getattr(args, name)
+        if not 0 <= value <= 1000:
+            raise HarnessError(f"--{name.replace('_', '-')} {value}: must be in 0 .. 1000")
     skip = set(filter(None, args.skip.split(",")))
     report: dict[str, Any] = {
         "machine": {
@@ -587,8 +608,8 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
     if "claims" not in skip:
         report["claims"] = bench_claims([s for s in args.sources.split(",") if s], args.workers)
     atomic_write_json(args.out, report)
-    print(render(report))
-    print(f"\nreport: {args.out}")
+    print(printable(render(report), keep_newlines=True))
+    print(printable(f"\nreport: {args.out}", keep_newlines=True))
     return 0
 
 

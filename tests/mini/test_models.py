@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.model.models import block_index, resolve_block
 from harness.protocol import load_protocol
 
 WHICH = ("sender", "receiver")
@@ -37,8 +38,24 @@ def test_model_is_a_pythia_style_gpt_neox(models, which):
 @pytest.mark.parametrize("which", WHICH)
 def test_relative_depth_falls_on_an_inner_block(models, proto, which):
     n = models[which].config.num_hidden_layers
-    layer = int(proto.models.relative_depth * n)
+    name, _, layer = resolve_block(models[which], proto.models.relative_depth)
+    assert layer == block_index(proto.models.relative_depth, n)
+    assert name == f"gpt_neox.layers.{layer}"
     assert 0 < layer < n - 1
+
+
+@pytest.mark.parametrize("which", WHICH)
+def test_shipped_config_is_the_architecture_tables_gpt_neox_at_the_mini_shape(models, which):
+    """mini/train.py builds its models from the table: the shipped weights' config is that
+    config, so the table's GPT-NeoX facts are the ones the mini pair was trained with."""
+    from harness.mini.train import build_model
+
+    shipped = models[which].config.to_dict()
+    built = build_model(which, shipped["vocab_size"]).config.to_dict()
+    volatile = {"transformers_version", "architectures", "dtype", "torch_dtype", "_name_or_path"}
+    assert {k: v for k, v in built.items() if k not in volatile} == {
+        k: v for k, v in shipped.items() if k not in volatile
+    }
 
 
 def test_receiver_is_bigger_than_sender_with_a_different_width(models):

@@ -63,7 +63,7 @@ def test_zero_steps_sizes_the_schedule_to_the_time_budget(tmp_path):
     assert (tmp_path / "sender" / "model.safetensors").is_file()
     import torch
 
-    state = torch.load(tmp_path / "ckpt" / "sender.pt", weights_only=False)
+    state = torch.load(tmp_path / "ckpt" / "sender.pt", weights_only=True)
     assert state["cfg"]["steps"] == cfg.steps  # recorded: --steps N reproduces the run
 
 

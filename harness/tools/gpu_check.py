@@ -21,8 +21,8 @@ Writes ``<out>/gpu_check.json`` and prints a summary. It asserts nothing; the go
 in <= 90 s, >= 100x the batch-1 loop, injected/plain >= 0.95, no differing prediction) are
 printed next to the numbers.
 
-    python tools/gpu_check.py --out "$OUT/gpu-check"             # on the GPU machine
-    python tools/gpu_check.py --device cpu --out out/gpu-check     # the same code paths here
+    python -m harness.tools.gpu_check --out "$OUT/gpu-check"             # on the GPU machine
+    python -m harness.tools.gpu_check --device cpu --out out/gpu-check     # the same code paths here
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
 SLICE_CONDITIONS = ("no_inject", "replace", "nl_relay")
 

@@ -6,10 +6,10 @@ every prediction with the reference variant (one thread, the native ISA: what th
 suite runs). ATen's vector ISA (``ATEN_CPU_CAPABILITY``), oneDNN's (``ONEDNN_MAX_CPU_ISA``),
 MKL's (``MKL_ENABLE_INSTRUCTIONS``) and the thread count stand in for other CPU kinds.
 
-    python tools/portability.py --out out/portability          # all variants
-    python tools/portability.py --out out/portability --variants ref,threads2
-    python tools/portability.py --protocol protocols/mini-withheld.toml --out out/port-wh
-    python tools/portability.py --conditions no_inject nl_relay last_token_causal_replace
+    python -m harness.tools.portability --out out/portability          # all variants
+    python -m harness.tools.portability --out out/portability --variants ref,threads2
+    python -m harness.tools.portability --protocol protocols/mini-withheld.toml --out out/port-wh
+    python -m harness.tools.portability --conditions no_inject nl_relay last_token_causal_replace
 
 Writes ``<out>/portability.json``: per variant and condition, how many predictions differ
 from the reference and the spread of the word-boundary accuracy and of the paired delta
@@ -27,8 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
 VARIANTS: dict[str, tuple[int, dict[str, str]]] = {
     "ref": (1, {}),
