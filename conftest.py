@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -30,8 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--source",
         default=os.environ.get("HARNESS_SOURCES", ",".join(SOURCE_NAMES)),
-        help="comma list of result sources: registered names (paper, mini, pythia) or paths "
-        "to protocol .toml files (named by their 'name'); default: every registered source; "
+        help="comma list of result sources: registered names (paper, mini, pythia), paths "
+        "to protocol .toml files (named by their 'name') or sweep .toml files (one source "
+        "<sweep>/<point> per point); default: every registered source; "
         "unavailable ones are skipped with the reason",
     )
     group.addoption(
@@ -76,6 +78,7 @@ class _StatusRecorder:
         self.path = path
         self.run = time.strftime("%Y-%m-%dT%H:%M:%S")
         self.outcomes: dict[str, dict[str, dict[str, str]]] = {}
+        self.catalog: dict[str, dict[str, object]] = {}  # claim -> module, section, quote, line
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if "claims/" not in report.nodeid.replace("\\", "/") or "[" not in report.nodeid:
@@ -84,6 +87,8 @@ class _StatusRecorder:
             func, _, param = report.nodeid.split("::")[-1].partition("[")
             source = param.partition("]")[0]  # "mini]" or, under --dist loadgroup, "mini]@mini"
             props = dict(getattr(report, "user_properties", ()))
+            if isinstance(props.get("claim"), dict):
+                self.catalog[func] = {**props["claim"], "run": self.run}
             measured = str(props.get("measured", ""))
             if hasattr(report, "wasxfail"):
                 outcome = "xfail" if report.outcome == "skipped" else "xpass"
@@ -109,12 +114,20 @@ class _StatusRecorder:
         from harness.io import atomic_write_json
 
         previous: dict = {}
+        catalog: dict = {}
         if self.path.is_file():
             try:
                 loaded = json.loads(self.path.read_text(encoding="utf-8"))
                 previous = loaded.get("claims", {}) if isinstance(loaded, dict) else {}
+                catalog = loaded.get("catalog", {}) if isinstance(loaded, dict) else {}
             except (json.JSONDecodeError, OSError, UnicodeDecodeError):
                 previous = {}
+        catalog = (
+            {k: v for k, v in catalog.items() if isinstance(v, dict)}
+            if isinstance(catalog, dict)
+            else {}
+        )
+        catalog.update(self.catalog)
         merged: dict = {}
         for func, per_source in previous.items():
             if isinstance(per_source, dict):
@@ -123,7 +136,10 @@ class _StatusRecorder:
                 }
         for func, per_source in self.outcomes.items():
             merged.setdefault(func, {}).update(per_source)
-        atomic_write_json(self.path, {"latest_run": self.run, "claims": merged})
+        atomic_write_json(
+            self.path,
+            _finite({"latest_run": self.run, "claims": merged, "catalog": catalog}),
+        )
 
 
 def _check_sources(tokens: str) -> None:
@@ -131,13 +147,17 @@ def _check_sources(tokens: str) -> None:
     run before collection with one line naming it and the fix (an unavailable source, such as
     a missing protocol file or absent weights, still skips its claims with the reason)."""
     from harness.errors import HarnessError
-    from harness.sources import SourceUnavailable, source_spec
+    from harness.sources import SourceUnavailable
+    from harness.sweep import expand_tokens, spec_of
 
-    for token in (t.strip() for t in tokens.split(",")):
-        if not token:
-            continue
+    try:  # a sweep file expands into its points, every one checked (issue #29)
+        expanded = expand_tokens(t.strip() for t in tokens.split(",") if t.strip())
+    except HarnessError as exc:
+        fix = f" -- {exc.fix}" if exc.fix else ""
+        raise pytest.UsageError(f"--source: {exc.what}{fix}") from None
+    for token in expanded:
         try:
-            source_spec(token)
+            spec_of(token)
         except SourceUnavailable:
             continue
         except HarnessError as exc:
@@ -165,6 +185,18 @@ def _stop_worker(signum: int, frame: object) -> None:
     name and renamed into place (``harness.io``), and locks die with the process, so a later
     run finds each file complete or absent and recomputes only what is absent."""
     os._exit(128 + signum)
+
+
+def _finite(obj: object) -> object:
+    """``obj`` with every NaN or infinite float as None: a claim may measure NaN on a
+    user's pair, and the status file is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _check_status_path(path: str) -> None:

@@ -23,7 +23,8 @@ import pytest
 
 from harness.analysis.tolerance import finding_tolerance, within
 from harness.errors import HarnessError
-from harness.sources import Source, SourceUnavailable, load_source, source_spec
+from harness.sources import Source, SourceUnavailable
+from harness.sweep import expand_tokens, load_any, spec_of
 
 FINDINGS = Path(os.environ.get("HARNESS_FINDINGS") or Path(__file__).with_name("findings.toml"))
 _LOADED: dict[str, Source | str] = {}
@@ -41,14 +42,15 @@ def load_findings(path: Path = FINDINGS) -> dict[str, dict[str, dict[str, Any]]]
 def source_name(token: str) -> str:
     """The name a ``--source`` token runs under: a registered name, or a TOML's ``name``."""
     try:
-        return source_spec(token).name
+        return spec_of(token).name
     except (SourceUnavailable, HarnessError):
         return Path(token).stem
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "source" in metafunc.fixturenames:
-        tokens = [s.strip() for s in metafunc.config.getoption("--source").split(",") if s.strip()]
+        option = metafunc.config.getoption("--source")
+        tokens = expand_tokens(s.strip() for s in option.split(",") if s.strip())
         ids = [source_name(t) for t in tokens]
         metafunc.parametrize("source", tokens, indirect=True, ids=ids, scope="session")
 
@@ -108,6 +110,28 @@ def _drift(finding: dict[str, Any], numbers: dict[str, float]) -> list[str]:
     return out
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each claim reports what the claim table shows about it (module, paper section, the
+    docstring quoting the paper, its place in the module), so the table is built from the
+    run's status file, never by reading the test sources."""
+    fn = getattr(item, "function", None)
+    module = getattr(item, "module", None)
+    if fn is None or module is None:
+        return
+    section = ((module.__doc__ or "").strip().splitlines() or [""])[0]
+    item.user_properties.append(
+        (
+            "claim",
+            {
+                "module": module.__name__.rpartition(".")[2],
+                "section": section,
+                "quote": " ".join((fn.__doc__ or "").split()),
+                "line": int(item.location[1] or 0),
+            },
+        )
+    )
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
@@ -138,7 +162,7 @@ def source(request: pytest.FixtureRequest) -> Source:
     name = request.param
     if name not in _LOADED:
         try:
-            _LOADED[name] = load_source(
+            _LOADED[name] = load_any(
                 name,
                 artifact=request.config.getoption("--artifact"),
                 device=request.config.getoption("--device"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, report_errors
-from harness.text import ArgumentParser, printable
+from harness.text import ArgumentParser, log_handler, printable
 
 __all__ = ["build_parser", "main"]
 
@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_run_parser(sub)
+    from harness.sweep.cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     try:
         from harness.mini.cli import add_mini_parser
     except ImportError:
@@ -392,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[log_handler("%(levelname)s %(name)s: %(message)s")],
     )
     return report_errors(lambda: _checked(args), debug=args.debug)
 

@@ -176,7 +176,8 @@ def check_output_dir(path: str | os.PathLike[str], option: str) -> None:
 
     p = Path(path)
     if p.exists() and not p.is_dir():
-        raise HarnessError(f"{option} {path} is a file", "give a folder path")
+        kind = "a file" if p.is_file() else "not a folder (a device, FIFO or socket)"
+        raise HarnessError(f"{option} {path} is {kind}", "give a folder path")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

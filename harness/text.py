@@ -10,10 +10,11 @@ command lines pass every line they print through it.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from typing import NoReturn
 
-__all__ = ["ArgumentParser", "printable"]
+__all__ = ["ArgumentParser", "log_handler", "printable"]
 
 # C0 controls, DEL, C1 controls, and the bidi embedding/override/isolate marks (a line that
 # renders in another order than it reads). Newline is kept with ``keep_newlines``.
@@ -45,3 +46,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
         super().error(printable(message, keep_newlines=True))
+
+
+def log_handler(fmt: str) -> logging.Handler:
+    """A stderr handler whose every line goes through :func:`printable` (log messages carry
+    paths and condition names from files); for ``logging.basicConfig(handlers=[...])``."""
+
+    class _Printable(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record), keep_newlines=True)
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Printable(fmt))
+    return handler

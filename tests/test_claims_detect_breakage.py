@@ -128,14 +128,6 @@ def _drop_a_row(data) -> None:
     data["per_sample"] = data["per_sample"][:-1]
 
 
-def _scale_translated_norms(factor: float):
-    def change(data):
-        for r in data["per_sample"]:
-            r["translated_norm_mean"] *= factor
-
-    return change
-
-
 def _copy_baseline_predictions(root: Path):
     """Make a run answer exactly as no-injection does, sample by sample."""
     base = json.loads((root / "results/final/h1_no_inject_fwd_deterministic.json").read_text())
@@ -302,6 +294,9 @@ MUTATIONS = {
         ["h1_shuffled_translation_fwd_seed42_alpha1p0.json"],
         _copy_baseline_predictions,
         {
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
+            "test_replacement_random_and_shuffled_conditions_are_strongly_below_both_baselines",
             "test_replacement_style_injection_is_destructive_on_every_seed",
             "test_shuffled_translation_is_destructive_at_the_replacement_level",
             "test_summary_table_is_unchanged",
@@ -312,6 +307,8 @@ MUTATIONS = {
         [f"h1_same_norm_random_fwd_seed{s}.json" for s in (42, 123, 456)],
         _copy_baseline_predictions,
         {
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
             "test_same_norm_random_injection_drops_word_boundary_accuracy_to_zero",
             "test_replacement_random_and_shuffled_conditions_are_strongly_below_both_baselines",
             "test_summary_table_is_unchanged",
@@ -322,6 +319,11 @@ MUTATIONS = {
         ["h1_no_inject_fwd_deterministic.json", "h1_b_to_b_self_inject_fwd_deterministic.json"],
         _answer_six_more,
         {
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
+            "test_self_injection_and_no_injection_word_boundary_accuracy_is_0_0884",
+            "test_additive_versus_no_injection_is_plus_0_0042_with_ci_minus_0_0042_to_plus_0_0126",
+            "test_replacement_delta_is_minus_0_0859_versus_no_injection_and_minus_0_0808_versus_relay",
             "test_baseline_word_boundary_accuracy_is_below_10_percent",
             "test_additive_injection_has_a_small_positive_mean_versus_no_injection",
             "test_summary_table_is_unchanged",
@@ -332,6 +334,8 @@ MUTATIONS = {
         ["h1_best_alpha_fwd_seed42_alpha0p3.json"],
         _mention_to_noise,
         {
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
             "test_the_audit_finds_31_substring_noise_and_29_accidental_mention_cases",
             "test_summary_table_is_unchanged",
             "test_paired_comparisons_are_unchanged",
@@ -341,13 +345,17 @@ MUTATIONS = {
     "a full-n shuffle row is its own donor, the file's count unchanged": (
         ["h1_shuffled_translation_fwd_seed123_alpha1p0.json"],
         _self_donor,
-        {"test_full_n_shuffle_self_fallbacks_equal_the_number_of_singleton_buckets"},
+        {
+            "test_full_n_shuffle_self_fallbacks_equal_the_number_of_singleton_buckets",
+            "test_full_n_shuffle_self_fallbacks_are_exactly_the_singleton_bucket_rows",
+        },
     ),
     "a strict shuffle row is its own donor, the file's count unchanged": (
         ["h1_shuffled_translation_strict_matched_fwd_seed456_alpha1p0.json"],
         _self_donor,
         {
             "test_strict_matched_shuffle_drops_singleton_buckets_and_never_falls_back_to_self",
+            "test_every_shuffle_donor_has_the_rows_prompt_length",
             # the validator checks the strict invariants row by row too (blocking)
             "test_validation_with_strict_controls_passes_with_24_of_24_files",
             "test_validation_report_is_unchanged",
@@ -392,6 +400,7 @@ MUTATIONS = {
         ["h1_same_norm_random_rev_seed42.json"],
         _drop_a_row,
         {
+            "test_every_result_file_holds_clean_eval_ids_and_golds",
             "test_appendix_control_files_have_full_rows_the_eval_hash_and_no_mismatches",
             "test_summary_table_is_unchanged",
         },
@@ -400,6 +409,11 @@ MUTATIONS = {
         ["h1_additive_fwd_seed42.json"],
         _flip_additive_gains,
         {
+            "test_table_1_means_and_standard_deviations_are_the_published_ones",
+            "test_table_3_paired_deltas_and_cis_are_the_published_ones",
+            "test_additive_word_boundary_accuracy_is_0_0926",
+            "test_additive_versus_no_injection_is_plus_0_0042_with_ci_minus_0_0042_to_plus_0_0126",
+            "test_additive_versus_natural_language_relay_is_plus_0_0093_with_ci_minus_0_0126_to_plus_0_0311",
             "test_additive_injection_has_a_small_positive_mean_versus_no_injection",
             "test_summary_table_is_unchanged",
             "test_paired_comparisons_are_unchanged",
@@ -407,12 +421,12 @@ MUTATIONS = {
     ),
     "translated norms halved (161x: still two orders of magnitude)": (
         REPLACE_FILES,
-        _scale_translated_norms(0.5),
+        _scale_inserted_norms(0.5),
         {"test_uncorrected_translated_vectors_have_norm_around_0_85_against_native_68_70"},
     ),
     "translated norms divided by 10 (808x)": (
         REPLACE_FILES,
-        _scale_translated_norms(0.1),
+        _scale_inserted_norms(0.1),
         {
             "test_uncorrected_translated_vectors_have_norm_around_0_85_against_native_68_70",
             "test_the_norm_gap_is_roughly_two_orders_of_magnitude",
@@ -610,7 +624,7 @@ def test_a_finding_whose_recorded_number_drifts_turns_red(
     copy = tmp_path / "artifact"
     shutil.copytree(ARTIFACT, copy)
     for name in REPLACE_FILES:
-        _edit(copy, name, _scale_translated_norms(0.1))
+        _edit(copy, name, _scale_inserted_norms(0.1))
     findings = tmp_path / "findings.toml"
     findings.write_text(
         f'[{NORM_CLAIM}.paper]\nwhy = "test"\nrecorded = {{ translated = {recorded} }}\n'

@@ -11,11 +11,11 @@ import pytest
 
 from harness.analysis.claimtable import collect_claims, render_claim_table, sentence
 from harness.errors import HarnessError
-from tests.helpers import ROOT
+from tests.helpers import ROOT, catalog_of, claims_in_checkout, needs_artifact
 
 
 def test_claims_are_collected_in_paper_order_with_the_extension_last() -> None:
-    claims = collect_claims()
+    claims = claims_in_checkout()
     modules = [c.module for c in claims]
     assert modules[0] == "test_01_protocol"
     assert modules == sorted(modules)
@@ -36,7 +36,7 @@ def test_collect_only_lists_the_claims_in_the_same_order() -> None:
         check=True,
     ).stdout
     names = [ln.split("::")[1].split("[")[0] for ln in out.splitlines() if "::" in ln]
-    claim_names = [c.name for c in collect_claims()]
+    claim_names = [c.name for c in claims_in_checkout()]
     assert [n for n in names if n in claim_names] == claim_names
 
 
@@ -55,7 +55,7 @@ def test_claim_names_read_as_sentences(name: str, text: str) -> None:
 
 
 def test_every_claim_name_reads_without_abbreviations() -> None:
-    for c in collect_claims():
+    for c in claims_in_checkout():
         words = c.sentence.split()
         assert not {"nl", "r2", "b"} & set(words), c.name
         assert "0 " not in c.sentence.replace("10 ", ""), c.name
@@ -66,12 +66,14 @@ def _entry(outcome: str, measured: str = "", detail: str = "", run: str = "R2") 
 
 
 def test_the_table_shows_measured_numbers_findings_failures_and_snapshots(tmp_path) -> None:
-    claims = collect_claims()
+    claims = claims_in_checkout()
     status = tmp_path / "status.json"
+    snap = {"module": "test_99_snapshots", "section": "", "quote": "", "line": 0}
     status.write_text(
         json.dumps(
             {
                 "latest_run": "R2",
+                "catalog": {**catalog_of(claims), "test_summary_table_is_unchanged": snap},
                 "claims": {
                     claims[0].name: {
                         "paper": _entry("passed", "+0.42 pp [-0.42, +1.26]"),
@@ -113,7 +115,7 @@ def test_every_finding_names_a_claim_and_carries_its_reason_numbers_and_toleranc
     from harness.analysis.tolerance import finding_tolerance
 
     findings = tomllib.loads((ROOT / "claims" / "findings.toml").read_text(encoding="utf-8"))
-    names = {c.name for c in collect_claims()}
+    names = {c.name for c in claims_in_checkout()}
     assert findings and set(findings) <= names, set(findings) - names
     for claim, per_source in findings.items():
         for source, entry in per_source.items():
@@ -121,3 +123,21 @@ def test_every_finding_names_a_claim_and_carries_its_reason_numbers_and_toleranc
             assert entry["why"] and entry["recorded"], (claim, source)
             assert all(isinstance(v, float | int) for v in entry["recorded"].values())
             finding_tolerance(entry.get("tolerance", "exact"))
+
+
+@needs_artifact
+def test_the_table_lists_the_claims_a_run_reported_in_the_checkouts_order(tmp_path) -> None:
+    """The claim table reads its claims from the status file a ``pytest claims`` run writes
+    (no test source is parsed): after a run on ``paper``, it lists exactly the checkout's
+    claims, in paper order, with their docstrings, and a status file without a catalog
+    lists none."""
+    status = tmp_path / "status.json"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "claims", "--source", "paper", "-q", "-p",
+         "no:cacheprovider", "-p", "no:randomly", "--claims-status", str(status)],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert collect_claims(status) == claims_in_checkout()
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"claims": {}, "latest_run": "R"}))
+    assert collect_claims(bare) == [] and collect_claims(None) == []

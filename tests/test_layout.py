@@ -105,6 +105,7 @@ LAYERS: dict[str, int] = {
     "harness.sources": 4,
     "harness.mini": 5,
     "harness.tools": 5,
+    "harness.sweep": 5,  # sweeps as sources, and their picture (issue #29)
     "harness.cli": 6,
     "harness.__main__": 6,
 }

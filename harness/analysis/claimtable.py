@@ -4,7 +4,6 @@ status file pytest writes)."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -18,7 +17,6 @@ from harness.text import printable
 
 __all__ = ["Claim", "collect_claims", "load_status", "render_claim_table", "sentence"]
 
-CLAIMS_DIR = Path(__file__).resolve().parents[2] / "claims"
 DEFAULT_SOURCES = ("paper", "mini", "pythia")
 SNAPSHOT_MODULE = "test_99_snapshots"
 _SYMBOL = {
@@ -56,41 +54,48 @@ class Claim:
         return self.section.lower().startswith("beyond the paper")
 
 
-def collect_claims(claims_dir: Path = CLAIMS_DIR) -> list[Claim]:
-    """Claim tests (functions taking ``source``) in module order (the numbered modules follow
-    the paper; beyond-the-paper modules are numbered last), snapshots excluded."""
-    out = []
-    for path in sorted(claims_dir.glob("test_*.py")):
-        if path.stem == SNAPSHOT_MODULE:
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        doc = ast.get_docstring(tree) or ""
-        section = doc.splitlines()[0] if doc else ""
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                if "source" not in [a.arg for a in node.args.args]:
-                    continue
-                quote = " ".join((ast.get_docstring(node) or "").split())
-                out.append(Claim(path.stem, section, node.name, quote))
-    return out
+def collect_claims(status_path: str | os.PathLike[str] | None) -> list[Claim]:
+    """The claims a ``pytest claims`` run reported (its status file's catalog), in module
+    order (the numbered modules follow the paper; beyond-the-paper modules are numbered
+    last) and definition order within a module, snapshots excluded. Built from what the run
+    recorded, so the table works from an installed package as from a checkout."""
+    return [c for c in _catalog(status_path) if c.module != SNAPSHOT_MODULE]
 
 
-def _snapshot_names(claims_dir: Path = CLAIMS_DIR) -> list[str]:
-    path = claims_dir / f"{SNAPSHOT_MODULE}.py"
-    if not path.is_file():
+def _catalog(status_path: str | os.PathLike[str] | None) -> list[Claim]:
+    data = _read_status(status_path)
+    entries = data.get("catalog", {})
+    if not isinstance(entries, dict):
         return []
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    return [
-        n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
-    ]
+    out = []
+    for name, e in entries.items():
+        if not isinstance(e, dict) or not isinstance(name, str):
+            continue
+        line = e.get("line")
+        out.append(
+            (
+                str(e.get("module", "")),
+                line if isinstance(line, int) else 0,
+                Claim(
+                    str(e.get("module", "")),
+                    str(e.get("section", "")),
+                    name,
+                    str(e.get("quote", "")),
+                ),
+            )
+        )
+    return [c for _, _, c in sorted(out, key=lambda t: (t[0], t[1], t[2].name))]
 
 
-def load_status(path: str | os.PathLike[str] | None) -> tuple[dict[str, Any], str | None]:
-    """(claims -> source -> entry, latest run) from a status file; ({}, None) when absent.
+def _snapshot_names(status_path: str | os.PathLike[str] | None) -> list[str]:
+    return [c.name for c in _catalog(status_path) if c.module == SNAPSHOT_MODULE]
 
-    A file that is not a status file is a one-line error naming it."""
+
+def _read_status(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The status file's JSON object ({} when absent); a file that is not one is a one-line
+    error naming it."""
     if not path or not Path(path).is_file():
-        return {}, None
+        return {}
     fix = "delete it and re-run 'pytest claims', or pass the file pytest wrote (--status PATH)"
     try:
         data = json.loads(read_text_bounded(path, "claim status file"))
@@ -98,6 +103,14 @@ def load_status(path: str | os.PathLike[str] | None) -> tuple[dict[str, Any], st
         raise HarnessError(f"claim status file {path} is unreadable ({exc})", fix) from None
     if not isinstance(data, dict) or not isinstance(data.get("claims", {}), dict):
         raise HarnessError(f"claim status file {path} is not a status object", fix)
+    return data
+
+
+def load_status(path: str | os.PathLike[str] | None) -> tuple[dict[str, Any], str | None]:
+    """(claims -> source -> entry, latest run) from a status file; ({}, None) when absent.
+
+    A file that is not a status file is a one-line error naming it."""
+    data = _read_status(path)
     claims = {
         k: {s: e for s, e in v.items() if isinstance(e, dict)}
         for k, v in data.get("claims", {}).items()
@@ -153,11 +166,11 @@ def render_claim_table(
 ) -> str:
     """Render the claim table (plain text, or markdown for the README)."""
     status, latest = load_status(status_path)
-    claims = collect_claims()
+    claims = collect_claims(status_path)
     sources = _sources(status)
     gone = _unavailable(status, sources)
     shown = [s for s in sources if s not in gone]
-    snapshot_names = _snapshot_names()
+    snapshot_names = _snapshot_names(status_path)
     width = max([8, *(len(s) for s in sources)])
     lines: list[str] = []
     counts: dict[str, dict[str, int]] = {s: {} for s in sources}

@@ -71,7 +71,7 @@ def fig_accuracy(rows: list[SummaryRow], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=35)
     for t in ax.get_xticklabels():
-        t.set_ha("right")
+        t.set_horizontalalignment("right")
     return _save(fig, path)
 
 
@@ -133,10 +133,11 @@ def _log_mean(xs: list[float]) -> float | None:
 def fig_norms(results: ResultSet, path: Path, title: str) -> Path:
     keys = ("translated_norm_mean", "b_hidden_norm_mean", "injected_norm_mean")
     legend = ("translated (uncorrected)", "receiver native", "injected")
-    conds, vals = [], []
+    conds: list[str] = []
+    vals: list[list[float | None]] = []
     for cond in results.conditions("fwd"):
         runs = results.runs(cond, "fwd")
-        per = []
+        per: list[float | None] = []
         for k in keys:
             xs = [r.get(k) for run in runs for r in run.per_sample]
             per.append(_log_mean([x for x in xs if isinstance(x, (int, float))]))
@@ -146,10 +147,10 @@ def fig_norms(results: ResultSet, path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(8.5, 4.2))
     width = 0.27
     for j, name in enumerate(legend):
-        xs = [i + (j - 1) * width for i in range(len(conds))]
-        pts = [
-            (x, v[j]) for x, v in zip(xs, vals, strict=True) if v[j]
-        ]  # zeros cannot be drawn on log
+        pos = [i + (j - 1) * width for i in range(len(conds))]
+        pts: list[tuple[float, float]] = [  # zeros and missing norms cannot be drawn on log
+            (x, y) for x, v in zip(pos, vals, strict=True) if (y := v[j])
+        ]
         ax.bar([x for x, _ in pts], [y for _, y in pts], width, label=name)
         for x, yv in pts:
             ax.text(x, yv * 1.3, f"{yv:.3g}", ha="center", va="bottom", fontsize=6, rotation=90)
@@ -214,7 +215,7 @@ def fig_causal(
         and r.direction == "fwd"
         and r.metric == "word_boundary_contains"
     }
-    y = 0
+    y = 0.0
     ticks, labels = [], []
     for lin, cau in pairs:
         for cond, color in ((lin, _NEUTRAL), (cau, _EXT)):

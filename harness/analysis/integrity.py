@@ -23,9 +23,8 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from harness.analysis.results import ResultFile
 from harness.conditions import CONDITIONS
 
 __all__ = [
@@ -35,6 +34,23 @@ __all__ = [
     "provenance_problems",
     "row_problems",
 ]
+
+
+class ResultFile(Protocol):
+    """What these checks read of a :class:`harness.analysis.results.ResultFile` (which
+    imports this module, so it is named structurally here)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def condition(self) -> str: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def per_sample(self) -> tuple[dict[str, Any], ...]: ...
+    @property
+    def raw(self) -> dict[str, Any]: ...
+
 
 # provenance fields every file of one run shares (timings, device, batch size, git hash and
 # package versions may differ between the sessions of one resumed run)

@@ -114,24 +114,39 @@ def check_result_dict(data: Any, where: str) -> None:
     for key in ("config", "models", "injection", "metrics", "diagnostics"):
         if not isinstance(data[key], dict):
             raise HarnessError(f"{where}: field {key!r} must be an object")
-    for key in REQUIRED_CONFIG:
-        if key not in data["config"]:
-            raise HarnessError(f"{where}: missing required field 'config.{key}'")
-    if not isinstance(data["config"]["clean_eval_hash"], str):
-        raise HarnessError(f"{where}: field 'config.clean_eval_hash' must be a string")
-    if not isinstance(data["config"]["generation"], dict):
-        raise HarnessError(f"{where}: field 'config.generation' must be an object")
-    for key in ("sender_generation",):
-        if data["config"].get(key) is not None and not isinstance(data["config"][key], dict):
-            raise HarnessError(f"{where}: field 'config.{key}' must be an object or null")
+    _check_config(data["config"], where)
     if data.get("provenance") is not None and not isinstance(data["provenance"], dict):
         raise HarnessError(f"{where}: field 'provenance' must be an object")
     for key in REQUIRED_DIAGNOSTICS:
         if key not in data["diagnostics"]:
             raise HarnessError(f"{where}: missing required field 'diagnostics.{key}'")
-    if not isinstance(data["per_sample"], list):
+    _check_rows(data["per_sample"], where)
+    seed = data["seed"]
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise HarnessError(f"{where}: field 'seed' must be an integer or null, got {seed!r}")
+    for key in ("condition", "direction"):
+        if not isinstance(data[key], str):
+            raise HarnessError(f"{where}: field {key!r} must be a string")
+
+
+def _check_config(config: dict[str, Any], where: str) -> None:
+    for key in REQUIRED_CONFIG:
+        if key not in config:
+            raise HarnessError(f"{where}: missing required field 'config.{key}'")
+    if not isinstance(config["clean_eval_hash"], str):
+        raise HarnessError(f"{where}: field 'config.clean_eval_hash' must be a string")
+    if not isinstance(config["generation"], dict):
+        raise HarnessError(f"{where}: field 'config.generation' must be an object")
+    if config.get("sender_generation") is not None and not isinstance(
+        config["sender_generation"], dict
+    ):
+        raise HarnessError(f"{where}: field 'config.sender_generation' must be an object or null")
+
+
+def _check_rows(rows: Any, where: str) -> None:
+    if not isinstance(rows, list):
         raise HarnessError(f"{where}: field 'per_sample' must be a list")
-    for i, row in enumerate(data["per_sample"]):
+    for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise HarnessError(f"{where}: per_sample[{i}] must be an object")
         for key in REQUIRED_SAMPLE_FIELDS:
@@ -140,12 +155,6 @@ def check_result_dict(data: Any, where: str) -> None:
                     f"{where}: per_sample[{i}] missing or non-string field {key!r}",
                     "regenerate the file",
                 )
-    seed = data["seed"]
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise HarnessError(f"{where}: field 'seed' must be an integer or null, got {seed!r}")
-    for key in ("condition", "direction"):
-        if not isinstance(data[key], str):
-            raise HarnessError(f"{where}: field {key!r} must be a string")
 
 
 def _from_dict(data: dict[str, Any], path: str) -> ResultFile:
@@ -297,9 +306,9 @@ class ResultSet:
                     f"{str(b)[:12]}... in {fb}",
                     "pass folders from one run (python -m harness validate lists every file)",
                 )
-        for a, b in integrity.content_copies(self.files)[:1]:
+        for first, copy in integrity.content_copies(self.files)[:1]:
             raise HarnessError(
-                f"{a.name} and {b.name} are identical apart from the seed: one run under two "
+                f"{first.name} and {copy.name} are identical apart from the seed: one run under two "
                 "names would be counted twice",
                 "delete the copy and run the missing seed (python -m harness run resumes)",
             )
@@ -317,7 +326,7 @@ class ResultSet:
         for problem in integrity.row_problems(self.files, gold)[:1]:
             raise HarnessError(
                 f"rows cannot be paired: {problem}"
-                + (f" ({eval_path.name})" if gold is not None and "eval set" in problem else ""),
+                + (f" ({eval_path.name})" if eval_path and "eval set" in problem else ""),
                 "regenerate the file from the eval set (python -m harness validate --eval "
                 "PATH lists every row)",
             )

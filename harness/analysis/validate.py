@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -424,7 +424,7 @@ def check_full_n_shuffle_self_fallback(v: _Files) -> Check:
         for f in v.grid
         if _cond(f.condition, "full_shuffle")
     ]
-    counts = sorted({c for _, c in fulln})
+    counts = sorted({_h(c) for _, c in fulln}, key=repr)
     return Check(
         "full_n_shuffle_self_fallback",
         False,
@@ -456,7 +456,7 @@ CHECKS = (
 
 
 def validate(
-    dirs: list[str | os.PathLike[str]],
+    dirs: Sequence[str | os.PathLike[str]],
     protocol: Protocol,
     *,
     include_strict: bool = False,

@@ -156,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = load_rows(proto)
     if args.limit:
         rows = rows[: args.limit]
-    tok = AutoTokenizer.from_pretrained(proto.resolve_path(proto.models.tokenizer))
+    tok = AutoTokenizer.from_pretrained(
+        proto.resolve_path(proto.models.tokenizer), trust_remote_code=False
+    )
     dec = proto.decoding
     results = {}
     whichs = ("sender", "receiver") if args.which == "both" else (args.which,)
@@ -164,7 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = (
             args.models_dir / w if args.models_dir else proto.resolve_path(getattr(proto.models, w))
         )
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, trust_remote_code=False, weights_only=True
+        )
         res = evaluate_model(
             model,
             tok,

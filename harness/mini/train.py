@@ -88,6 +88,8 @@ class TrainConfig:
     stop_at_acc: float = 0.0  # stop early once held-out accuracy reaches this (0: never)
     device: str = "cpu"
     workers: int = 0  # batch-building processes (0: build batches in-process)
+    save_at: tuple[int, ...] = ()  # also save the weights at these steps (a checkpoint ladder)
+    save_dir: str = ""  # ... into save_dir/step{NNNNN}/ (save_pretrained folders)
 
 
 def build_model(which: str, vocab_size: int, *, seed: int = 0) -> Any:
@@ -465,6 +467,9 @@ def train_model(
                     level += 1
                     level_since = step
                     log.info("%s curriculum: now training on 1..%d hops", cfg.which, level)
+            if step in cfg.save_at:
+                save_final(model, tok, Path(cfg.save_dir) / f"step{step:05d}")
+                log.info("%s weights at step %d saved (level %d)", cfg.which, step, level)
             if step % cfg.ckpt_every == 0 or done or out_of_time:
                 _save_ckpt(ckpt, model, opt, step, cfg, level)
                 save_final(model, tok, out_dir)
@@ -478,7 +483,7 @@ def train_model(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from harness.text import ArgumentParser
+    from harness.text import ArgumentParser, log_handler
 
     ap = ArgumentParser(prog="harness.mini.train", description=__doc__.split("\n")[0])
     ap.add_argument("--which", choices=("receiver", "sender", "both"), default="both")
@@ -514,6 +519,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="1,1,1,1",
         help="relative weights of 1,2,3,4-hop questions once all hop counts are in",
     )
+    ap.add_argument(
+        "--save-at",
+        default="",
+        help="comma list of steps at which the weights are also saved to --save-dir/stepNNNNN",
+    )
+    ap.add_argument("--save-dir", type=Path, default=None, help="folder of the --save-at weights")
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     ap.add_argument(
         "--ckpt-dir", type=Path, default=CKPT_DIR, help="checkpoint folder (for --resume too)"
@@ -521,9 +532,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.steps == 0 and args.minutes <= 0:
         ap.error("--steps 0 sizes the schedule to the time budget -- also pass --minutes M")
+    try:
+        save_at = tuple(int(x) for x in args.save_at.split(",") if x.strip())
+    except ValueError:
+        ap.error(f"--save-at must be a comma list of step numbers, not {args.save_at!r}")
+    if save_at and args.save_dir is None:
+        ap.error("--save-at needs --save-dir (where the step folders go)")
+    args.save_at = save_at
     if args.workers < 0:
         ap.error(f"--workers must be 0 (in-process) or more, not {args.workers}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler("%(asctime)s %(message)s")])
     from harness.errors import report_errors
 
     return report_errors(lambda: _train_all(args))
@@ -553,6 +571,8 @@ def _train_all(args: argparse.Namespace) -> int:
             ckpt_every=args.ckpt_every,
             start_level=args.start_level,
             final_hop_weights=tuple(float(x) for x in args.hop_weights.split(",")),
+            save_at=args.save_at,
+            save_dir=str(args.save_dir / w) if args.save_at else "",
         )
         train_model(cfg, resume=args.resume, out_dir=args.out_dir / w, ckpt_dir=args.ckpt_dir)
     return 0

@@ -293,9 +293,11 @@ def only_blocks(model: nn.Module, upper: nn.ModuleList) -> Iterator[None]:
     arch = arch_of(model)
     base = getattr(model, arch.base)
     full = getattr(base, arch.blocks)
-    hooks = [getattr(base, m).register_forward_hook(_zero_output) for m in arch.added_to_embeds]
-    setattr(base, arch.blocks, upper)
+    hooks = []
     try:
+        for name in arch.added_to_embeds:
+            hooks.append(getattr(base, name).register_forward_hook(_zero_output))
+        setattr(base, arch.blocks, upper)
         yield
     finally:
         setattr(base, arch.blocks, full)

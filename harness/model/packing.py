@@ -144,8 +144,16 @@ class PackedLinear(nn.Module):
     otherwise the input is converted to oneDNN's tensor type and back around
     ``mkldnn_linear``, which costs two copies per call (and the GELU runs separately)."""
 
+    weight: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(
-        self, linear: nn.Linear, *, post: str = "none", algorithm: str = "", packed: object = None
+        self,
+        linear: nn.Linear,
+        *,
+        post: str = "none",
+        algorithm: str = "",
+        packed: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -155,7 +163,7 @@ class PackedLinear(nn.Module):
         b = linear.bias.detach() if linear.bias is not None else w.new_zeros(w.shape[0])
         # plain attributes, not parameters: the model's state dict is untouched
         if packed is not None:
-            self.weight, self.bias = packed  # type: ignore[misc]
+            self.weight, self.bias = packed
         elif self.pointwise:
             self.weight = torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS_HINT)
             self.bias = b.contiguous()
@@ -199,9 +207,11 @@ class PackedLinear(nn.Module):
 
 
 # nn.Linear -> (key, (packed weight, bias)); weak keys: a discarded model frees its packing
-_PACK_CACHE: weakref.WeakKeyDictionary[nn.Linear, tuple[tuple[int, ...], object]] = (
-    weakref.WeakKeyDictionary()
-)
+_PACK_CACHE: weakref.WeakKeyDictionary[
+    nn.Linear, tuple[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]]
+] = weakref.WeakKeyDictionary()
+# models inside packed_linears: nested calls (generation batches) reuse the packing
+_PACKED_MODELS: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 def _packed(linear: nn.Linear, post: str, algorithm: str) -> PackedLinear:
@@ -272,7 +282,7 @@ def packed_linears(model: nn.Module) -> Iterator[int]:
     Results agree with the plain path to float rounding (~1e-6), so capture and generation
     both run under it: self-injection then stays bitwise token-identical.
     """
-    if getattr(model, "_harness_packed", False) or not pack_wanted(model):
+    if model in _PACKED_MODELS or not pack_wanted(model):
         yield 0
         return
     keep_freed_memory()
@@ -293,9 +303,9 @@ def packed_linears(model: nn.Module) -> Iterator[int]:
                     layer.compact_in = kind is not None and name == kind.output
                     setattr(mod, name, layer)
                     swaps.append((mod, name, child))
-        model._harness_packed = True  # nested calls (generation batches) reuse the packing
+        _PACKED_MODELS.add(model)
         yield sum(type(child) is nn.Linear for _, _, child in swaps)
     finally:
         for mod, name, child in swaps:
             setattr(mod, name, child)
-        model._harness_packed = False
+        _PACKED_MODELS.discard(model)

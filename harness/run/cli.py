@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 
 from harness.errors import HarnessError, report_errors
-from harness.text import ArgumentParser, printable
+from harness.text import ArgumentParser, log_handler, printable
 
 __all__ = ["add_run_parser", "cmd_run", "main"]
 
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[log_handler("%(levelname)s %(name)s: %(message)s")],
     )
     return report_errors(lambda: cmd_run(args), debug=args.debug)
 

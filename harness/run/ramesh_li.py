@@ -48,7 +48,9 @@ from harness.run.cache import ids_hash, short_hash
 from harness.run.records import Generated, JobExtras
 
 if TYPE_CHECKING:
-    from harness.run.runner import Role, _Direction, _Run
+    from harness.run.roles import Direction as _Direction
+    from harness.run.roles import Role
+    from harness.run.runner import _Run
 
 __all__ = ["SEARCH_METRIC", "blocks", "inject_ramesh_li", "last_states", "load_texts"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,9 @@ class Role:
     @property
     def width(self) -> int:
         """Hidden width of the residual stream (the input embedding size)."""
-        return int(self.model.get_input_embeddings().weight.shape[1])
+        emb = self.model.get_input_embeddings()
+        assert isinstance(emb, nn.Embedding)
+        return int(emb.weight.shape[1])
 
     @property
     def pad_id(self) -> int:
@@ -70,7 +73,7 @@ class Direction:
     translators: dict[int | tuple[str, int], tuple[Translator, str]] = field(default_factory=dict)
     train: tuple[torch.Tensor, torch.Tensor] | None = None
     # translator-training rows, their receiver prompt ids and per-prompt sender states
-    train_prompts: tuple[list[EvalRow], list[list[int]], Activations] | None = None
+    train_prompts: tuple[Sequence[EvalRow], list[list[int]], Activations] | None = None
     # Ramesh & Li's shared setup (their W, layer searches: harness.run.ramesh_li)
     ramesh_li: Any = None
 

@@ -80,11 +80,11 @@ def _rows(results, stats) -> dict[tuple, dict]:
     from harness.analysis.tables import compare as paired
     from harness.analysis.tables import summarize
 
-    out = {}
+    out: dict[tuple[str, str, str, str], dict] = {}
     for r in summarize(results):
         out[("summary", r.condition, r.direction, "-")] = r.to_json()
-    for r in paired(results, stats=stats):
-        out[("compare", r.condition, r.direction, r.baseline)] = r.to_json()
+    for c in paired(results, stats=stats):
+        out[("compare", c.condition, c.direction, c.baseline)] = c.to_json()
     return out
 
 
