@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 STAMP  := $(VENV)/.installed
 
-.PHONY: install claims test portability lint format bench clean
+.PHONY: install claims test sweep portability lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,18 @@ claims: install
 	$(BIN)/python -m harness report --out $(OUT) || status=1; \
 	$(BIN)/python -m harness claims --status $(OUT)/claims_status.json; \
 	echo "results, tables and figures: $(OUT)/<source>/"; exit $$status
+
+## A sweep (default: the receiver-strength ladder, issue #29): every claim on every point, then
+## its picture (claims x points matrix, per-axis figures, heatmaps) in $(OUT)/<sweep name>/.
+## Claims that fail on a point are the sweep's data, not an error: only pytest errors (exit >= 2)
+## fail the target. Not part of `make claims` (a cold ladder costs about 10 minutes on 2 cores).
+SWEEP ?= protocols/sweeps/ladder.toml
+sweep: install
+	@name=$$($(BIN)/python -c "import sys; from harness.spec.sweep import load_sweep; print(load_sweep(sys.argv[1]).name)" '$(SWEEP)') || exit 2; \
+	mkdir -p $(OUT)/$$name; \
+	$(BIN)/python -m pytest claims --source '$(SWEEP)' -n auto --claims-status $(OUT)/$$name/claims_status.json; status=$$?; \
+	$(BIN)/python -m harness sweep '$(SWEEP)' --out $(OUT)/$$name --status $(OUT)/$$name/claims_status.json || status=2; \
+	[ $$status -le 1 ]
 
 ## The tests: lint, format check, unit/property tests and the claims suite
 test: install

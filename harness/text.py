@@ -44,7 +44,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors escape control characters: argparse
     quotes an unrecognised argument raw (``unrecognized arguments: \\x1b[2J``)."""
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         super().error(printable(message, keep_newlines=True))
 
 

@@ -339,7 +339,7 @@ def test_an_unknown_device_or_a_file_as_out_folder_is_one_line(results, tmp_path
 
 
 def test_the_stand_alone_runner_reports_an_os_error_in_one_line(results, tmp_path, capsys):
-    from harness.run.cli import main as runner_main
+    from harness.cli.run import main as runner_main
 
     proto, _ = results
     (tmp_path / "file").write_text("x")

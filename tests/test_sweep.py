@@ -252,8 +252,10 @@ def test_the_picture_draws_the_matrix_deltas_and_figures_from_cached_points(
     for p in sweep.points[:5]:  # the last point is left uncomputed
         _seal(p, [FINAL, STRICT])
     labels = [p.name for p in sweep.points]
+    claim = "test_replacement_is_destructive_versus_no_injection"
     status = {
         "latest_run": "t",
+        "catalog": {claim: {"module": "test_04_failure_analysis", "section": "4", "line": 1}},
         "claims": {
             "test_replacement_is_destructive_versus_no_injection": {
                 labels[0]: {

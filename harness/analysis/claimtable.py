@@ -30,9 +30,11 @@ _SYMBOL = {
 
 
 def sentence(name: str) -> str:
-    """A test name read as a sentence: ``near_0_97`` -> ``near 0.97``."""
+    """A test name read as a sentence: ``near_0_97`` -> ``near 0.97``, ``is_0_0926`` ->
+    ``is 0.0926`` (a zero integer part is always a decimal fraction)."""
     text = name.removeprefix("test_")
     text = re.sub(r"(?<!\d)(?<!\d_)(\d+)_(\d{1,2})(?=_|$)", r"\1.\2", text)
+    text = re.sub(r"(?<!\d)(?<!\d_)0_(\d+)(?=_|$)", r"0.\1", text)  # 0_0926 -> 0.0926
     text = re.sub(r"(?:^|(?<=_))ci(?=_|$)", "CI", text)
     return text.replace("_", " ")
 

@@ -232,7 +232,7 @@ class ResultSet:
     @classmethod
     def from_dirs(cls, *dirs: str | os.PathLike[str]) -> ResultSet:
         """Load every ``*.json`` result file directly inside each directory (sorted by name)."""
-        files = []
+        files: list[ResultFile] = []
         for d in dirs:
             p = Path(d)
             if not p.is_dir():

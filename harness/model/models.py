@@ -18,13 +18,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from harness.errors import HarnessError
 from harness.model.arch import block_list, named_config
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "MINI_TOKENIZER_DIR",
@@ -93,7 +96,7 @@ def load_model(
     seed: int = 0,
     device: str = "cpu",
     base_dir: Path | None = None,
-) -> nn.Module:
+) -> PreTrainedModel:
     """Load a causal LM in eval mode (float32) from a local folder or the local hub cache.
 
     ``init="random"`` builds the architecture (a config the architecture table names, the
@@ -104,6 +107,8 @@ def load_model(
     from transformers import AutoConfig, AutoModelForCausalLM
 
     local = _local_dir(name, base_dir)
+    model: PreTrainedModel
+    info: dict[str, Any]
     if init == "random":
         if local is not None and (local / "config.json").is_file():
             config = AutoConfig.from_pretrained(local, trust_remote_code=False)
@@ -118,7 +123,7 @@ def load_model(
             _check_local_model(local)
         try:
             with _quiet_transformers():
-                model, info = AutoModelForCausalLM.from_pretrained(
+                loaded = AutoModelForCausalLM.from_pretrained(
                     source,
                     revision=None if local is not None else revision,
                     dtype=torch.float32,
@@ -127,6 +132,8 @@ def load_model(
                     weights_only=True,  # a *.bin is unpickled data-only
                     output_loading_info=True,
                 )
+            # output_loading_info=True returns (model, info); transformers annotates the model
+            model, info = cast("tuple[PreTrainedModel, dict[str, Any]]", loaded)
         except (OSError, ValueError) as exc:
             log.debug("loading %s failed: %s", name, exc)
             if local is not None:
@@ -148,7 +155,10 @@ def load_model(
     if init == "pretrained":
         _check_loaded(local if local is not None else name, info)
     model.eval()
-    return model.to(device)
+    # in place: a module's .to returns the module itself. transformers wraps .to with
+    # functools.wraps(nn.Module.to), whose stub mistypes the bound call's first argument.
+    model.to(device)  # type: ignore[arg-type]
+    return model
 
 
 def _check_loaded(folder: Path | str, info: dict[str, Any]) -> None:
@@ -245,8 +255,8 @@ class ModelPair:
     ``oriented("rev")`` swaps the roles. ``tokenizer_source`` records which tokenizer was used.
     """
 
-    sender: nn.Module
-    receiver: nn.Module
+    sender: PreTrainedModel
+    receiver: PreTrainedModel
     sender_name: str
     receiver_name: str
     tokenizer: Any
@@ -261,7 +271,7 @@ class ModelPair:
         own = self.sender_tokenizer if self.sender_tokenizer is not None else self.tokenizer
         return (own, self.tokenizer) if direction == "fwd" else (self.tokenizer, own)
 
-    def oriented(self, direction: str) -> tuple[nn.Module, str, nn.Module, str]:
+    def oriented(self, direction: str) -> tuple[PreTrainedModel, str, PreTrainedModel, str]:
         """(sender, sender_name, receiver, receiver_name) for ``fwd`` or ``rev``."""
         if direction == "fwd":
             return self.sender, self.sender_name, self.receiver, self.receiver_name
@@ -318,7 +328,9 @@ def load_pair(
         (models.sender, sender, sender_tok or tok),
         (models.receiver, receiver, tok),
     ):
-        vocab = m.get_input_embeddings().weight.shape[0]
+        emb = m.get_input_embeddings().weight
+        assert isinstance(emb, torch.Tensor)  # an embedding's weight (typed Tensor | Module)
+        vocab = emb.shape[0]
         if len(t) > vocab:
             raise HarnessError(
                 f"tokenizer of {name} has {len(t)} tokens but the model embeds only {vocab}",

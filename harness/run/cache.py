@@ -94,22 +94,27 @@ def load_activations(path: Path, site: str, ids: Sequence[Sequence[int]]) -> Act
     except (SafetensorError, OSError, ValueError) as exc:
         log.warning("activation cache %s is unreadable (%s); recapturing", path, exc)
         return None
-    states = tuple(tensors.get(f"{i:06d}") for i in range(len(ids)))
-    if len(tensors) != len(ids) or any(
-        s is None or s.dtype != torch.float32 or s.dim() != 2 or s.shape[0] != len(t)
-        for s, t in zip(states, ids, strict=True)
+    keys = [f"{i:06d}" for i in range(len(ids))]
+    states = tuple(tensors[k] for k in keys if k in tensors)
+    if (
+        len(tensors) != len(ids)
+        or len(states) != len(ids)
+        or any(
+            s.dtype != torch.float32 or s.dim() != 2 or s.shape[0] != len(t)
+            for s, t in zip(states, ids, strict=True)
+        )
     ):
         log.warning("activation cache %s does not match the prompts; recapturing", path)
         return None
-    if recorded != states_digest(states):  # type: ignore[arg-type]
+    if recorded != states_digest(states):
         log.warning("activation cache %s fails its SHA-256 check; recapturing", path)
         return None
-    if not all(bool(torch.isfinite(s).all()) for s in states):  # type: ignore[union-attr]
+    if not all(bool(torch.isfinite(s).all()) for s in states):
         log.warning("activation cache %s holds NaN or inf; recapturing", path)
         return None
     return Activations(
         site=site,
-        states=states,  # type: ignore[arg-type]
+        states=states,
         token_ids=tuple(tuple(t) for t in ids),
     )
 

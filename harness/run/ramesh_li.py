@@ -50,7 +50,6 @@ from harness.run.records import Generated, JobExtras
 if TYPE_CHECKING:
     from harness.run.roles import Direction as _Direction
     from harness.run.roles import Role
-    from harness.run.runner import _Run
 
 __all__ = ["SEARCH_METRIC", "blocks", "inject_ramesh_li", "last_states", "load_texts"]
 
@@ -168,7 +167,8 @@ def _coords_vector(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
     return src
 
 
-def _setup(run: _Run, d: _Direction) -> _Setup:
+def _setup(run: Any, d: _Direction) -> _Setup:
+    """``run``: the runner's ``_Run`` (its protocol, encoder, caches and timings)."""
     if d.ramesh_li is not None:
         return d.ramesh_li
     p = run.p
@@ -239,7 +239,7 @@ def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _search(
-    run: _Run,
+    run: Any,
     d: _Direction,
     sb: list[tuple[str, nn.Module]],
     rb: list[tuple[str, nn.Module]],
@@ -263,6 +263,8 @@ def _search(
         "|".join(
             [
                 str(SEARCH_VERSION), kind, p.hash, run._init_tag, d.tok_tag, d.direction,
+                # the weights, tokenizer and training file it was scored from (run/inputs.py)
+                run.cache.inputs.translator_tag if run.cache.inputs is not None else "",
                 texts_sha, ids_hash(ids_a), ids_hash(ids_b), str(sender.width),
                 str(receiver.width), ",".join(s for s, _ in sb), ",".join(s for s, _ in rb),
             ]
@@ -354,7 +356,7 @@ def _search_batch(role: Role, ids: list[list[int]], bs: int, budget: float = 2**
 
 
 def _score_grid(
-    run: _Run,
+    run: Any,
     d: _Direction,
     sb: list[tuple[str, nn.Module]],
     rb: list[tuple[str, nn.Module]],
@@ -389,7 +391,7 @@ def _score_grid(
 
 
 def inject_ramesh_li(
-    run: _Run, cond: Condition, spec: InjectionSpec, d: _Direction, bar: Any
+    run: Any, cond: Condition, spec: InjectionSpec, d: _Direction, bar: Any
 ) -> tuple[Generated, JobExtras]:
     """Generate with one of Ramesh & Li's conditions at its searched blocks."""
     plan = cond.plan

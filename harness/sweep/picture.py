@@ -10,7 +10,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -47,11 +46,14 @@ def headline(measured: str) -> str:
     return m.group(0).replace(" ", "") if m else ""
 
 
-def matrix_rows(sweep: Sweep, status: dict[str, Any]) -> list[tuple[int, str, list[str]]]:
+def matrix_rows(
+    sweep: Sweep, status_path: str | os.PathLike[str]
+) -> list[tuple[int, str, list[str]]]:
     """(claim number, claim sentence, one cell per point): ``PASS -74.16pp``, ``finding ...``,
-    ``FAIL ...``, ``skip`` or ``-`` (not run)."""
+    ``FAIL ...``, ``skip`` or ``-`` (not run), for the claims the status file catalogs."""
+    status, _ = load_status(status_path)
     rows = []
-    for i, claim in enumerate(collect_claims(), 1):
+    for i, claim in enumerate(collect_claims(status_path), 1):
         per_source = status.get(claim.name, {})
         cells = []
         for p in sweep.points:
@@ -71,8 +73,8 @@ def render_matrix(
 ) -> str:
     """The claims x points matrix as compact text (or a markdown table), with per-point
     outcome counts; claims every point skipped are left out of the text form."""
-    status, latest = load_status(status_path)
-    rows = matrix_rows(sweep, status)
+    _, latest = load_status(status_path)
+    rows = matrix_rows(sweep, status_path)
     labels = [p.label for p in sweep.points]
     if markdown:
         out = ["| # | claim | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
@@ -200,7 +202,8 @@ def fig_axis(sweep: Sweep, data: list[PointData], axis: Axis, path: Path) -> Pat
                 transform=acc_ax.transAxes,
                 fontsize=7,
             )
-    axes[0][1].legend(fontsize=7, loc="best")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="outside right upper")
     fig.suptitle(f"sweep {sweep.name}: {axis.title or axis.key}", fontsize=12)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -212,6 +215,8 @@ def fig_heatmap(sweep: Sweep, data: list[PointData], a: Axis, b: Axis, path: Pat
     """One heatmap per condition: its paired delta vs no-injection (pp) over axes ``a`` (rows)
     x ``b`` (columns), the CI crossing zero marked ``~``; the no-injection accuracy first."""
     conds = [BASELINE, *_conditions(data)]
+    # one symmetric colour scale for every delta panel, so colours compare across conditions
+    lim = max([abs(100 * v[0]) for d in data for v in d.delta.values()] or [1.0]) or 1.0
     ncol = min(4, len(conds))
     nrow = -(-len(conds) // ncol)
     fig, axes = plt.subplots(
@@ -234,10 +239,18 @@ def fig_heatmap(sweep: Sweep, data: list[PointData], a: Axis, b: Axis, path: Pat
             grid, cmap="viridis" if cond == BASELINE else "RdBu", aspect="auto", origin="lower"
         )
         if cond != BASELINE:
-            lim = max([abs(x) for row in grid for x in row if x == x] or [1.0])
             im.set_clim(-lim, lim)
         for i, j in itertools.product(range(len(a.values)), range(len(b.values))):
-            ax.text(j, i, marks[i][j], ha="center", va="center", fontsize=7)
+            dark = cond != BASELINE and abs(grid[i][j]) > 0.6 * lim
+            ax.text(
+                j,
+                i,
+                marks[i][j],
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
         ax.set_xticks(range(len(b.values)), b.labels, fontsize=7)
         ax.set_yticks(range(len(a.values)), a.labels, fontsize=7)
         ax.set_xlabel(b.title or b.key, fontsize=8)

@@ -26,11 +26,14 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from harness.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["generation_matmul_flops", "main_bench", "matmul_floor", "mm_roofline"]
 
@@ -54,8 +57,16 @@ def mm_roofline(n: int = 2048, repeats: int = 3) -> float:
     return 2 * n**3 / secs / 1e9
 
 
+def _embeddings(model: PreTrainedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weights of ``model``'s input embedding and LM head (one tensor when tied)."""
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    assert isinstance(emb, torch.Tensor) and isinstance(head, torch.Tensor)
+    return emb, head
+
+
 def generation_matmul_flops(
-    model: torch.nn.Module, prompt_lens: Sequence[int], new_tokens: int
+    model: PreTrainedModel, prompt_lens: Sequence[int], new_tokens: int
 ) -> float:
     """Useful matmul FLOPs of greedy generation: 2 x (weights that multiply) x tokens.
 
@@ -64,8 +75,7 @@ def generation_matmul_flops(
     last position, then on each generated token but the last). The input embedding is a
     lookup (not counted) and attention-score FLOPs are ignored (small at these lengths).
     """
-    emb = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
+    emb, head = _embeddings(model)
     blocks = sum(p.numel() for p in model.parameters() if p.dim() == 2) - emb.numel()
     if head is not emb:
         blocks -= head.numel()
@@ -76,7 +86,7 @@ def generation_matmul_flops(
 
 
 def matmul_floor(
-    model: torch.nn.Module, batch: int, prefill_rows: int, new_tokens: int
+    model: PreTrainedModel, batch: int, prefill_rows: int, new_tokens: int
 ) -> dict[str, float]:
     """Seconds the generation's weight matmuls alone take, as the same linear layers.
 
@@ -93,8 +103,7 @@ def matmul_floor(
 
     from harness.model.packing import PackedLinear, pack_wanted
 
-    emb = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
+    emb, head = _embeddings(model)
     weights = [p for p in model.parameters() if p.dim() == 2 and p is not emb and p is not head]
     gen = torch.Generator().manual_seed(0)
     packed = pack_wanted(model)
@@ -161,7 +170,7 @@ class GenerationWorkload:
     shape: str
     batch: int
     new_tokens: int
-    model: torch.nn.Module
+    model: PreTrainedModel
     lens: list[int]
     variants: dict[str, Callable[[], object]]  # each returns its new tokens
     # name -> a generator of the batch's generation steps (harness.model.generate.generation_steps),
@@ -170,7 +179,7 @@ class GenerationWorkload:
 
 
 def generation_workload(
-    *, batch: int, new_tokens: int, shape: str, model: torch.nn.Module | None = None
+    *, batch: int, new_tokens: int, shape: str, model: PreTrainedModel | None = None
 ) -> GenerationWorkload:
     """The work at ``shape`` with random weights (or on ``model`` where given, ``shape`` then
     only labels it): ``batch`` prompts of the paper's lengths, random token ids."""
@@ -224,6 +233,9 @@ def generation_workload(
         return run
 
     def hf() -> object:
+        from transformers import GenerationMixin
+
+        assert isinstance(model, GenerationMixin)  # a causal LM (PreTrainedModel lacks generate)
         with torch.inference_mode():
             return model.generate(
                 input_ids=ids,
@@ -420,7 +432,7 @@ def bench_generation(
     shape: str,
     ab_blocks: int = 2,
     lockstep_pairs: int = 3,
-    model: torch.nn.Module | None = None,
+    model: PreTrainedModel | None = None,
 ) -> dict[str, Any]:
     work = generation_workload(batch=batch, new_tokens=new_tokens, shape=shape, model=model)
     model, lens, v = work.model, work.lens, work.variants
@@ -496,7 +508,7 @@ def bench_claims(sources: Sequence[str], workers: int) -> dict[str, Any]:
                 "--claims-status",
                 f"{tmp}/status.json",
             ]
-            runs = {}
+            runs: dict[str, dict[str, Any]] = {}
             before: dict[str, int] = {}
             for phase in ("cold", "warm"):
                 t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """``python -m harness run``: run a protocol and write result files (the model half's CLI).
 
-``add_run_parser(subparsers)`` registers the ``run`` sub-command (``harness.cli`` wires it);
-``python -m harness.run.cli ...`` runs the same command on its own.
+``register(subparsers)`` adds the ``run`` sub-command to the dispatcher (``harness.cli``);
+``python -m harness.cli.run ...`` runs the same command on its own.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from harness.errors import HarnessError, report_errors
 from harness.text import ArgumentParser, log_handler, printable
 
-__all__ = ["add_run_parser", "cmd_run", "main"]
+__all__ = ["cmd_run", "main", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def add_run_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``run`` on a sub-parser collection; the handler is ``args.fn``."""
     p = subparsers.add_parser(
         "run",
@@ -163,8 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m harness.run.cli --protocol ... --out ...``."""
-    parser = _configure(ArgumentParser(prog="python -m harness.run.cli"))
+    """Stand-alone entry: ``python -m harness.cli.run --protocol ... --out ...``."""
+    parser = _configure(ArgumentParser(prog="python -m harness.cli.run"))
     parser.add_argument("--debug", action="store_true", help="tracebacks and INFO logging")
     args = parser.parse_args(argv)
     logging.basicConfig(
