@@ -204,7 +204,7 @@ class Protocol:
         """Resolve a protocol path: ``artifact:REL`` against the artifact, else the TOML folder."""
         if value.startswith("artifact:"):
             if artifact is None:
-                from harness.analysis.artifact import locate_artifact
+                from harness.spec.artifact import locate_artifact
 
                 artifact = locate_artifact()
             return Path(artifact) / value.removeprefix("artifact:")

@@ -199,7 +199,7 @@ def _toml_source_name(proto: Protocol) -> str:
 
 
 def _paper_source(artifact: str | None) -> Source:
-    from harness.analysis.artifact import find_artifact
+    from harness.spec.artifact import find_artifact
 
     root = find_artifact(artifact)
     if root is None:

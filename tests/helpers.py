@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis.artifact import find_artifact
+from harness.spec.artifact import find_artifact
 
 ARTIFACT = find_artifact()
 needs_artifact = pytest.mark.skipif(

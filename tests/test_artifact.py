@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import artifact
-from harness.analysis.artifact import ARTIFACT_FILES, fetch_artifact, repo_path, verify_artifact
 from harness.cli import main
+from harness.cli.artifact import fetch_artifact
 from harness.errors import HarnessError
+from harness.spec import artifact
+from harness.spec.artifact import ARTIFACT_FILES, repo_path, verify_artifact
 from tests.helpers import ARTIFACT, needs_artifact
 
 
@@ -222,6 +223,6 @@ def test_an_explicit_artifact_folder_is_hash_checked_as_the_vendored_copy_is(
     with pytest.raises(HarnessError, match=r"\(\$HARNESS_ARTIFACT\) is not the published one"):
         artifact.find_artifact()
     monkeypatch.setenv("HARNESS_ARTIFACT_UNVERIFIED", "1")
-    with caplog.at_level(logging.WARNING, logger="harness.analysis.artifact"):
+    with caplog.at_level(logging.WARNING, logger="harness.spec.artifact"):
         assert artifact.find_artifact() == other.resolve()
     assert any("used anyway" in r.getMessage() for r in caplog.records)

@@ -15,7 +15,17 @@ HARNESS = ROOT / "harness"
 HEAVY = ("torch", "transformers")
 FORBIDDEN_IN_ANALYSIS = (*HEAVY, "harness.model", "harness.run", "harness.tools")
 # Shared, torch-free modules at the package's top level.
-SHARED = ("__init__", "cli/__init__", "conditions", "errors", "events", "io", "protocol", "sources", "text")
+SHARED = (
+    "__init__",
+    "cli/__init__",
+    "conditions",
+    "errors",
+    "events",
+    "io",
+    "protocol",
+    "sources",
+    "text",
+)
 
 
 def _imports(path: Path) -> set[str]:
@@ -105,7 +115,6 @@ LAYERS: dict[str, int] = {
     "harness.sources": 4,
     "harness.mini": 5,
     "harness.tools": 5,
-    "harness.sweep": 5,
     "harness.sweep": 5,  # sweeps as sources, and their picture (issue #29)
     "harness.cli": 6,
     "harness.__main__": 6,

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from harness.analysis.results import ResultSet, load_result_file
+from harness.cli.run import main as cli_main
 from harness.conditions import CONDITIONS
 from harness.errors import HarnessError
 from harness.protocol import load_protocol
-from harness.cli.run import main as cli_main
 from harness.run.runner import run_protocol
 from harness.spec.jobs import jobs
 from tests.helpers import ARTIFACT, FINAL, STRICT, needs_artifact

@@ -5,7 +5,7 @@ The authors published their summary and paired-comparison tables beside the resu
 of the upstream repository at the artifact's pinned commit). They ship gzip-compressed in
 ``vendor/paper-artifact/tables/`` (NOTICE says where from); every uncompressed file is checked
 against :data:`PUBLISHED_TABLES` on load, as the vendored result files are
-(``harness.analysis.artifact``). They are read from the vendored copy only, never from
+(``harness.spec.artifact``). They are read from the vendored copy only, never from
 ``--artifact``, so a claim that pins a published number cannot be fed the numbers it checks.
 
 :func:`rerun_gap` is the sampling-error rule for a rerun of the paper's protocol: the rerun's
@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.analysis.artifact import VENDORED
 from harness.analysis.results import ResultFile
 from harness.analysis.tables import run_scores
 from harness.errors import HarnessError
+from harness.spec.artifact import VENDORED
 
 __all__ = [
     "PUBLISHED_TABLES",

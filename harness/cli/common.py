@@ -12,7 +12,7 @@ __all__ = ["dirs_of", "fmt", "print_table", "protocol_of", "results_of", "with_d
 
 
 def default_dirs(artifact: str | None) -> list[Path]:
-    from harness.analysis.artifact import locate_artifact
+    from harness.spec.artifact import locate_artifact
 
     root = locate_artifact(artifact)
     return [root / "results" / "final", root / "results" / "final_strict_controls"]

@@ -153,7 +153,8 @@ def fig_axis(sweep: Sweep, data: list[PointData], axis: Axis, path: Path) -> Pat
     fig, axes = plt.subplots(
         len(combos), 2, figsize=(12, 3.8 * len(combos)), squeeze=False, constrained_layout=True
     )
-    cmap = plt.get_cmap("tab20")
+    # strong colours first (tab10), then tab20's light ones for an eleventh condition on
+    palette = [*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2]]
     for row, combo in enumerate(combos):
         fixed = {a.key: a.values[i] for a, i in zip(others, combo, strict=True)}
         sel = [d for d in data if all(d.point.value(k) == v for k, v in fixed.items())]
@@ -166,7 +167,7 @@ def fig_axis(sweep: Sweep, data: list[PointData], axis: Axis, path: Path) -> Pat
                     [x for x, _ in pts],
                     [100 * d.accuracy[cond] for _, d in pts],
                     marker="o",
-                    color="black" if cond == BASELINE else cmap(ci % 20),
+                    color="black" if cond == BASELINE else palette[(ci - 1) % len(palette)],
                     lw=2.4 if cond == BASELINE else 1.2,
                     label=cond,
                 )
@@ -178,7 +179,14 @@ def fig_axis(sweep: Sweep, data: list[PointData], axis: Axis, path: Path) -> Pat
                 y = [100 * v[0] for _, v in pts]
                 err = [[100 * (v[0] - v[1]) for _, v in pts], [100 * (v[2] - v[0]) for _, v in pts]]
                 d_ax.errorbar(
-                    x, y, yerr=err, marker="o", capsize=3, color=cmap(ci % 20), lw=1.2, label=cond
+                    x,
+                    y,
+                    yerr=err,
+                    marker="o",
+                    capsize=3,
+                    color=palette[(ci - 1) % len(palette)],
+                    lw=1.2,
+                    label=cond,
                 )
         d_ax.axhline(0, color="black", lw=0.8)
         where = ", ".join(f"{a.short}={a.labels[i]}" for a, i in zip(others, combo, strict=True))

@@ -148,7 +148,7 @@ def matmul_floor(
 
 def _prompt_lengths(k: int) -> list[int]:
     """The paper's receiver prompt lengths (from the artifact when present), first k rows."""
-    from harness.analysis.artifact import find_artifact
+    from harness.spec.artifact import find_artifact
 
     root = find_artifact()
     if root is not None:

@@ -9,8 +9,10 @@ SHA-256 manifest below on every load: a tampered vendored file is a one-line err
 damaged decompressed copy is rewritten from the verified vendored bytes. An explicit or
 environment path is checked against the same manifest (and may hold no other result file);
 ``$HARNESS_ARTIFACT_UNVERIFIED=1`` accepts an edited copy on purpose, with a warning.
-``python -m harness fetch-artifact DEST`` downloads the raw files from the public repository
-at the pinned commit and checks the same manifest.
+``python -m harness fetch-artifact DEST`` (:mod:`harness.cli.artifact`, the only code that
+touches the network) downloads the raw files from the public repository at the pinned commit
+and checks the same manifest. This module only locates and verifies: it is part of the
+experiment's specification (the manifest pins what the paper published).
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import gzip
 import hashlib
 import logging
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -34,7 +34,6 @@ __all__ = [
     "UNVERIFIED_ENV",
     "VENDORED",
     "check_explicit_artifact",
-    "fetch_artifact",
     "find_artifact",
     "locate_artifact",
     "repo_path",
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_REPO = "jaysinailabs/cross-model-activation-transfer"
 ARTIFACT_COMMIT = "6ce8afb1d1e608bb5c919b34aa3f1c7848a0a865"
-DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{ARTIFACT_REPO}/{ARTIFACT_COMMIT}"
 ENV_VAR = "HARNESS_ARTIFACT"
 UNVERIFIED_ENV = "HARNESS_ARTIFACT_UNVERIFIED"  # accept an edited copy on purpose
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -250,38 +248,3 @@ def verify_artifact(root: str | os.PathLike[str]) -> dict[str, str]:
         elif sha256_file(p) != digest:
             problems[rel] = "sha256 mismatch"
     return problems
-
-
-def fetch_artifact(
-    dest: str | os.PathLike[str], *, base_url: str = DEFAULT_BASE_URL, timeout: float = 60.0
-) -> Path:
-    """Download the artifact files into ``dest``, verifying each SHA-256; resumable.
-
-    Files already present with the right hash are skipped; each download is written
-    atomically only after its hash matches, so an interrupted fetch never leaves a bad file.
-    """
-    root = Path(dest)
-    root.mkdir(parents=True, exist_ok=True)
-    for rel, digest in ARTIFACT_FILES.items():
-        target = root / rel
-        if target.is_file() and sha256_file(target) == digest:
-            continue
-        url = f"{base_url.rstrip('/')}/{repo_path(rel)}"
-        log.info("fetching %s", url)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                data = resp.read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise HarnessError(
-                f"could not download {url}: {exc}",
-                "check network access to the repository host, or copy the artifact by hand "
-                "and pass --artifact PATH",
-            ) from None
-        got = hashlib.sha256(data).hexdigest()
-        if got != digest:
-            raise HarnessError(
-                f"downloaded {rel} has SHA-256 {got[:12]}..., expected {digest[:12]}...",
-                "the source changed or the download was corrupted; retry, or check --base-url",
-            )
-        atomic_write_bytes(target, data)
-    return root
