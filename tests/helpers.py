@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def claims_in_checkout() -> list:
     """The claim tests this checkout defines (functions taking ``source``), in module and
-    definition order, snapshots excluded, as :class:`harness.analysis.claimtable.Claim`:
+    definition order, snapshots excluded, as :class:`harness.cli.claimtable.Claim`:
     what a status file's catalog must list after a full ``pytest claims`` run. (Tests may
     read the test sources; the claim table itself reads only the status file.)"""
     import ast
 
-    from harness.analysis.claimtable import SNAPSHOT_MODULE, Claim
+    from harness.cli.claimtable import SNAPSHOT_MODULE, Claim
 
     out = []
     for path in sorted((ROOT / "claims").glob("test_*.py")):

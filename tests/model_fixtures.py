@@ -7,20 +7,32 @@ asks for another family of the architecture table) with seeded random weights.
 
 from __future__ import annotations
 
+import json
 import string
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from harness.model.arch import ARCHS, make_config
+from harness.protocol import PROTOCOL_DIR
 
 __all__ = [
     "EVAL_ROWS",
     "FAMILIES",
+    "MINI_TOML",
     "build_char_tokenizer",
+    "build_tiny_experiment",
+    "edit_protocol",
+    "greedy_settings",
+    "merge_tables",
     "tiny_config",
     "tiny_model",
+    "tiny_overrides",
+    "toml_text",
+    "write_protocol",
     "write_tiny_protocol",
 ]
 
@@ -125,8 +137,90 @@ EVAL_ROWS = [
 ]
 
 
-def write_tiny_protocol(
-    directory: Path,
+MINI_TOML = PROTOCOL_DIR / "mini.toml"
+
+
+def merge_tables(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged onto it (a new dict): a table merges into the table of
+    the same key, any other value replaces the base's."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_tables(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _toml_value(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip form; "inf" and "nan" are TOML too
+    if isinstance(value, str):
+        # a JSON string is a TOML basic string, but for DEL, which TOML wants escaped
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v, f"{where}[]") for v in value) + "]"
+    raise TypeError(f"{where}: no TOML form for {type(value).__name__}")
+
+
+def toml_text(data: Mapping[str, Any]) -> str:
+    """``data`` as TOML: str, int, float, bool and list values, and tables of them (nested
+    tables as ``[a.b]``); :func:`tomllib.loads` of the text gives ``data`` back."""
+
+    def table(t: Mapping[str, Any], prefix: str) -> list[str]:
+        lines = [
+            f"{k} = {_toml_value(v, prefix + k)}"
+            for k, v in t.items()
+            if not isinstance(v, Mapping)
+        ]
+        for k, v in t.items():
+            if isinstance(v, Mapping):
+                lines += ["", f"[{prefix}{k}]", *table(v, f"{prefix}{k}.")]
+        return lines
+
+    return "\n".join(table(data, "")).lstrip("\n") + "\n"
+
+
+def _absolute_paths(table: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """``table`` with every string that names a file or folder relative to ``base`` made
+    absolute, so it names the same one from a protocol written anywhere else."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            value = _absolute_paths(value, base)
+        elif (
+            isinstance(value, str)
+            and value
+            and not value.startswith("artifact:")
+            and not Path(value).is_absolute()
+            and (base / value).exists()
+        ):
+            value = str((base / value).resolve())
+        out[key] = value
+    return out
+
+
+def write_protocol(path: Path, overrides: Mapping[str, Any], *, base: Path = MINI_TOML) -> Path:
+    """Write ``base`` (a protocol TOML, ``protocols/mini.toml`` by default) with ``overrides``
+    (a nested dict: ``{"run": {"seeds": [42]}}``) merged onto it to ``path``; returns ``path``.
+
+    Paths ``base`` gives that ``overrides`` do not are made absolute, so they still name the
+    same files; an overridden path is written as given (relative to ``path``'s folder)."""
+    data = _absolute_paths(tomllib.loads(base.read_text(encoding="utf-8")), base.parent)
+    path.write_text(toml_text(merge_tables(data, overrides)), encoding="utf-8")
+    return path
+
+
+def edit_protocol(path: Path, overrides: Mapping[str, Any]) -> Path:
+    """Rewrite the protocol TOML at ``path`` with ``overrides`` merged onto it."""
+    return write_protocol(path, overrides, base=path)
+
+
+def tiny_overrides(
     *,
     sender: str,
     receiver: str,
@@ -141,92 +235,69 @@ def write_tiny_protocol(
     seeds: tuple[int, ...] = (42, 123),
     batch_size: int = 4,
     method: str = "adamw",
+) -> dict[str, Any]:
+    """What the tiny protocol changes of ``protocols/mini.toml``: the pair and its data, short
+    generations, few seeds, a quick translator and causal recipe, a small bootstrap, no
+    extension conditions. Everything else (prompts, decoding, injection, conditions) is the
+    mini protocol's, which is the paper's."""
+    return {
+        "name": "tiny",
+        "description": "tiny random GPT-NeoX pair for unit tests",
+        "models": {"sender": sender, "receiver": receiver, "tokenizer": tokenizer},
+        "eval": {
+            "path": eval_path,
+            "sha256": eval_sha,
+            "version": "tiny-v1",
+            "n": n,
+            "strict_n": strict_n,
+            "translator_train_path": train_path,
+        },
+        "decoding": {
+            "max_new_tokens": max_new_tokens,
+            "relay_max_new_tokens": relay_max_new_tokens,
+        },
+        "run": {"seeds": list(seeds), "extension_conditions": [], "batch_size": batch_size},
+        "translator": {
+            "method": method,
+            "lr": 1e-2,
+            "epochs": 3,
+            "batch_size": 64,
+            "val_frac": 0.2,
+            "max_train_prompts": 16,
+            "texts": "",
+        },
+        "causal": {
+            "lr": 1e-2,
+            "steps": 6,
+            "batch_size": 4,
+            "val_frac": 0.25,
+            "eval_every": 3,
+        },
+        "stats": {"bootstrap_resamples": 100},
+        "audit": {"conditions": ["no_inject"]},
+    }
+
+
+def write_tiny_protocol(
+    directory: Path, *, overrides: Mapping[str, Any] | None = None, **tiny: Any
 ) -> Path:
-    """Write a complete protocol TOML for the tiny pair and return its path."""
-    text = f"""
-name = "tiny"
-description = "tiny random GPT-NeoX pair for unit tests"
-[models]
-sender = "{sender}"
-receiver = "{receiver}"
-revision = "main"
-relative_depth = 0.67
-tokenizer = "{tokenizer}"
-[eval]
-path = "{eval_path}"
-sha256 = "{eval_sha}"
-version = "tiny-v1"
-n = {n}
-strict_n = {strict_n}
-translator_train_path = "{train_path}"
-[prompt]
-template = "Context: {{context}}\\nQ: {{question}}\\nA:"
-relay_sender_template = "{{context}}\\n\\nKey facts:"
-relay_receiver_template = "{{relay}}\\nQ: {{question}}\\nA:"
-receiver_template = "Context: {{context}}\\nQ: {{question}}\\nA:"
-max_length = 256
-[decoding]
-max_new_tokens = {max_new_tokens}
-do_sample = false
-repetition_penalty = 1.3
-no_repeat_ngram_size = 3
-relay_max_new_tokens = {relay_max_new_tokens}
-[injection]
-timing = "prefill_only"
-additive_scale = 0.01
-scale_corrected_alpha = 1.0
-best_alpha = 0.30
-[run]
-seeds = {list(seeds)}
-directions = ["fwd"]
-conditions = ["no_inject", "nl_relay", "additive", "replace", "scale_corrected", "best_alpha", "b_to_b_self_inject", "same_norm_random", "shuffled_translation"]
-strict_conditions = ["shuffled_translation_strict_matched"]
-appendix_conditions = ["zero_replacement"]
-extension_conditions = []
-batch_size = {batch_size}
-[translator]
-method = "{method}"
-lr = 1e-2
-weight_decay = 0.01
-epochs = 3
-batch_size = 64
-warmup_frac = 0.1
-val_frac = 0.2
-ridge = 1e-3
-max_train_prompts = 16
-texts = ""
-[causal]
-lr = 1e-2
-weight_decay = 0.0
-steps = 6
-batch_size = 4
-warmup_frac = 0.1
-val_frac = 0.25
-eval_every = 3
-alignment_weight = 0.0
-rank = 0
-[stats]
-bootstrap_resamples = 100
-confidence = 0.95
-tost_low = -0.02
-tost_high = 0.02
-[audit]
-per_file = 5
-conditions = ["no_inject"]
-"""
-    path = directory / "tiny.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    """Write the tiny protocol (``protocols/mini.toml`` with :func:`tiny_overrides` of
+    ``tiny``, then ``overrides``) to ``directory / "tiny.toml"`` and return its path."""
+    merged = merge_tables(tiny_overrides(**tiny), overrides or {})
+    return write_protocol(directory / "tiny.toml", merged)
 
 
 def build_tiny_experiment(
-    directory: Path, *, seeds: tuple[int, ...], batch_size: int = 4, family: str = "gpt_neox"
+    directory: Path,
+    *,
+    seeds: tuple[int, ...],
+    batch_size: int = 4,
+    family: str = "gpt_neox",
+    overrides: Mapping[str, Any] | None = None,
 ) -> Path:
     """Tokenizer, a tiny sender (3 x 32) and receiver (6 x 48) of ``family`` (saved random
-    weights), eval and train JSONL, and a protocol over them in ``directory``; returns the
-    protocol path."""
-    import json
-
+    weights), eval and train JSONL, and a protocol over them in ``directory`` (the tiny
+    protocol, then ``overrides``); returns the protocol path."""
     from harness.io import sha256_file
 
     build_char_tokenizer(directory / "tok")
@@ -247,4 +318,5 @@ def build_tiny_experiment(
         strict_n=2,
         seeds=seeds,
         batch_size=batch_size,
+        overrides=overrides,
     )

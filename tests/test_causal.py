@@ -26,7 +26,7 @@ from harness.model.injection import InjectionSpec, PrefillInjection, pad_sources
 from harness.model.translator import fit_translator, load_translator
 from harness.protocol import load_protocol
 from harness.run.runner import run_protocol
-from tests.model_fixtures import build_tiny_experiment, tiny_model
+from tests.model_fixtures import build_tiny_experiment, edit_protocol, tiny_model
 
 CFG = CausalConfig(
     lr=1e-2,
@@ -241,12 +241,10 @@ def test_validation_checks_extension_files_with_the_grid(causal_run) -> None:
 
 
 def test_protocol_refuses_a_bad_causal_recipe(tmp_path: Path) -> None:
-    proto = build_tiny_experiment(tmp_path, seeds=(42,))
-    text = proto.read_text()
-    proto.write_text(text.replace("[causal]\nlr = 1e-2", "[causal]\nlr = 0.0"))
+    proto = build_tiny_experiment(tmp_path, seeds=(42,), overrides={"causal": {"lr": 0.0}})
     with pytest.raises(HarnessError, match=r"causal\.lr = 0\.0: must be a finite number > 0"):
         load_protocol(proto)
-    proto.write_text(text.replace("extension_conditions = []", 'extension_conditions = ["x"]'))
+    edit_protocol(proto, {"causal": {"lr": 1e-2}, "run": {"extension_conditions": ["x"]}})
     with pytest.raises(HarnessError, match=r"run\.extension_conditions has 'x': must be one of"):
         load_protocol(proto)
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness.analysis.claimtable import collect_claims, render_claim_table, sentence
+from harness.cli.claimtable import collect_claims, render_claim_table, sentence
 from harness.errors import HarnessError
 from tests.helpers import ROOT, catalog_of, claims_in_checkout, needs_artifact
 

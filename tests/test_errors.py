@@ -214,7 +214,7 @@ def test_an_eval_file_with_another_sha256_is_refused(pair, tmp_path, capsys):
         (("max_length = 256", 'max_length = "256"'), r"prompt\.max_length must be int, got '256'"),
         (("do_sample = false", "do_sample = 0"), r"decoding\.do_sample must be true or false"),
         (("seeds = [42]", "seeds = 42"), r"run\.seeds must be a list"),
-        (("ridge = 1e-3\n", ""), r"missing protocol key translator\.ridge -- add it"),
+        (("ridge = 0.001\n", ""), r"missing protocol key translator\.ridge -- add it"),
         (("[stats]", "[stats"), r"malformed protocol .*tiny\.toml.* -- fix the TOML syntax"),
         (
             ('"no_inject", "nl_relay"', '"no_injection", "nl_relay"'),

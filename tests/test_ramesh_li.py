@@ -39,13 +39,9 @@ def _texts(n: int, seed: int = 0) -> list[str]:
 def rl_protocol(tmp_path_factory) -> Path:
     """The tiny experiment with 64 texts for W (the sender is 32 wide) and the rl_* listed."""
     d = tmp_path_factory.mktemp("rl")
-    path = build_tiny_experiment(d, seeds=(42,))
     (d / "texts.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in _texts(64)))
-    text = path.read_text(encoding="utf-8").replace('texts = ""', 'texts = "texts.jsonl"')
-    listed = ", ".join(f'"{c}"' for c in RL[1:])
-    text = text.replace("extension_conditions = []", f"extension_conditions = [{listed}]")
-    path.write_text(text, encoding="utf-8")
-    return path
+    listed = {"translator": {"texts": "texts.jsonl"}, "run": {"extension_conditions": RL[1:]}}
+    return build_tiny_experiment(d, seeds=(42,), overrides=listed)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ __all__ = ["cmd_claims", "register"]
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from harness.analysis.claimtable import render_claim_table
+    from harness.cli.claimtable import render_claim_table
 
     print(printable(render_claim_table(args.status, markdown=args.markdown), keep_newlines=True))
     return 0

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from harness.analysis.claimtable import collect_claims, load_status
+from harness.analysis.claimstatus import collect_claims, load_status
 from harness.io import atomic_write_json, atomic_write_text
 from harness.sources import Source
 from harness.spec.sweep import Axis, Point, Sweep

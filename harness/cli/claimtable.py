@@ -4,21 +4,30 @@ status file pytest writes)."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.io import read_text_bounded
+from harness.analysis.claimstatus import (
+    SNAPSHOT_MODULE,
+    Claim,
+    collect_claims,
+    load_status,
+    sentence,
+)
+from harness.analysis.claimstatus import (
+    snapshot_names as snapshot_names_of,
+)
 from harness.text import printable
 
-__all__ = ["Claim", "collect_claims", "load_status", "render_claim_table", "sentence"]
+__all__ = [
+    "SNAPSHOT_MODULE",
+    "Claim",
+    "collect_claims",
+    "load_status",
+    "render_claim_table",
+    "sentence",
+]
 
-DEFAULT_SOURCES = ("paper", "mini", "pythia")
-SNAPSHOT_MODULE = "test_99_snapshots"
 _SYMBOL = {
     "passed": "PASS",
     "failed": "FAIL",
@@ -27,99 +36,6 @@ _SYMBOL = {
     "xpass": "XPASS",
     "not run": "not run",
 }
-
-
-def sentence(name: str) -> str:
-    """A test name read as a sentence: ``near_0_97`` -> ``near 0.97``, ``is_0_0926`` ->
-    ``is 0.0926`` (a zero integer part is always a decimal fraction)."""
-    text = name.removeprefix("test_")
-    text = re.sub(r"(?<!\d)(?<!\d_)(\d+)_(\d{1,2})(?=_|$)", r"\1.\2", text)
-    text = re.sub(r"(?<!\d)(?<!\d_)0_(\d+)(?=_|$)", r"0.\1", text)  # 0_0926 -> 0.0926
-    text = re.sub(r"(?:^|(?<=_))ci(?=_|$)", "CI", text)
-    return text.replace("_", " ")
-
-
-@dataclass(frozen=True)
-class Claim:
-    module: str
-    section: str
-    name: str
-    quote: str
-
-    @property
-    def sentence(self) -> str:
-        """The test name read as a sentence."""
-        return sentence(self.name)
-
-    @property
-    def beyond_the_paper(self) -> bool:
-        return self.section.lower().startswith("beyond the paper")
-
-
-def collect_claims(status_path: str | os.PathLike[str] | None) -> list[Claim]:
-    """The claims a ``pytest claims`` run reported (its status file's catalog), in module
-    order (the numbered modules follow the paper; beyond-the-paper modules are numbered
-    last) and definition order within a module, snapshots excluded. Built from what the run
-    recorded, so the table works from an installed package as from a checkout."""
-    return [c for c in _catalog(status_path) if c.module != SNAPSHOT_MODULE]
-
-
-def _catalog(status_path: str | os.PathLike[str] | None) -> list[Claim]:
-    data = _read_status(status_path)
-    entries = data.get("catalog", {})
-    if not isinstance(entries, dict):
-        return []
-    out = []
-    for name, e in entries.items():
-        if not isinstance(e, dict) or not isinstance(name, str):
-            continue
-        line = e.get("line")
-        out.append(
-            (
-                str(e.get("module", "")),
-                line if isinstance(line, int) else 0,
-                Claim(
-                    str(e.get("module", "")),
-                    str(e.get("section", "")),
-                    name,
-                    str(e.get("quote", "")),
-                ),
-            )
-        )
-    return [c for _, _, c in sorted(out, key=lambda t: (t[0], t[1], t[2].name))]
-
-
-def _snapshot_names(status_path: str | os.PathLike[str] | None) -> list[str]:
-    return [c.name for c in _catalog(status_path) if c.module == SNAPSHOT_MODULE]
-
-
-def _read_status(path: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The status file's JSON object ({} when absent); a file that is not one is a one-line
-    error naming it."""
-    if not path or not Path(path).is_file():
-        return {}
-    fix = "delete it and re-run 'pytest claims', or pass the file pytest wrote (--status PATH)"
-    try:
-        data = json.loads(read_text_bounded(path, "claim status file"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"claim status file {path} is unreadable ({exc})", fix) from None
-    if not isinstance(data, dict) or not isinstance(data.get("claims", {}), dict):
-        raise HarnessError(f"claim status file {path} is not a status object", fix)
-    return data
-
-
-def load_status(path: str | os.PathLike[str] | None) -> tuple[dict[str, Any], str | None]:
-    """(claims -> source -> entry, latest run) from a status file; ({}, None) when absent.
-
-    A file that is not a status file is a one-line error naming it."""
-    data = _read_status(path)
-    claims = {
-        k: {s: e for s, e in v.items() if isinstance(e, dict)}
-        for k, v in data.get("claims", {}).items()
-        if isinstance(v, dict)
-    }
-    latest = data.get("latest_run")
-    return claims, latest if isinstance(latest, str) else None
 
 
 def _cell(entry: dict[str, Any] | None, latest: str | None) -> tuple[str, str]:
@@ -144,10 +60,12 @@ def _cell(entry: dict[str, Any] | None, latest: str | None) -> tuple[str, str]:
 
 def _sources(status: dict[str, Any]) -> list[str]:
     """The sources the status file holds (registered ones first); the registry's when empty."""
+    from harness.sources import SOURCE_NAMES
+
     present = {s for per_source in status.values() for s in per_source}
     if not present:
-        return list(DEFAULT_SOURCES)
-    ordered = [s for s in DEFAULT_SOURCES if s in present]
+        return list(SOURCE_NAMES)
+    ordered = [s for s in SOURCE_NAMES if s in present]
     return ordered + sorted(present - set(ordered))
 
 
@@ -172,7 +90,7 @@ def render_claim_table(
     sources = _sources(status)
     gone = _unavailable(status, sources)
     shown = [s for s in sources if s not in gone]
-    snapshot_names = _snapshot_names(status_path)
+    snapshot_names = snapshot_names_of(status_path)
     width = max([8, *(len(s) for s in sources)])
     lines: list[str] = []
     counts: dict[str, dict[str, int]] = {s: {} for s in sources}
