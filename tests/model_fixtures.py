@@ -27,6 +27,7 @@ __all__ = [
     "build_tiny_experiment",
     "edit_protocol",
     "greedy_settings",
+    "make_protocol",
     "merge_tables",
     "tiny_config",
     "tiny_model",
@@ -320,3 +321,44 @@ def build_tiny_experiment(
         batch_size=batch_size,
         overrides=overrides,
     )
+
+
+def make_protocol(
+    pair: Path,
+    where: Path,
+    *,
+    eval_text: str | bytes | None = None,
+    eval_sha: str | None = None,
+    sender: str = "sender",
+    receiver: str = "receiver",
+    tokenizer: str = "tok",
+    edit: tuple[str, str] | None = None,
+) -> Path:
+    """A tiny protocol in ``where`` over the tiny pair in ``pair`` (the ``pair`` fixture of
+    ``tests/conftest.py``; its own eval file if ``eval_text`` is given). ``edit`` replaces the
+    first occurrence of one text in the written TOML by another (a malformed protocol)."""
+    from harness.io import sha256_file
+
+    where.mkdir(parents=True, exist_ok=True)
+    eval_path = pair / "eval.jsonl"
+    if eval_text is not None:
+        eval_path = where / "eval.jsonl"
+        data = eval_text.encode() if isinstance(eval_text, str) else eval_text
+        eval_path.write_bytes(data)
+    path = write_tiny_protocol(
+        where,
+        sender=str(pair / sender),
+        receiver=str(pair / receiver),
+        tokenizer=str(pair / tokenizer) if tokenizer else "",
+        eval_path=str(eval_path),
+        eval_sha=eval_sha or sha256_file(eval_path),
+        train_path=str(pair / "train.jsonl"),
+        n=len(EVAL_ROWS),
+        strict_n=2,
+        seeds=(42,),
+    )
+    if edit is not None:
+        text = path.read_text(encoding="utf-8")
+        assert edit[0] in text
+        path.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+    return path

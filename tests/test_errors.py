@@ -21,69 +21,12 @@ import torch
 
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.io import sha256_file
 from harness.model.models import block_index, resolve_block
 from harness.model.translator import Translator, load_translator, save_translator
 from tests.helpers import ARTIFACT
-from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, tiny_model, write_tiny_protocol
+from tests.model_fixtures import EVAL_ROWS, build_char_tokenizer, make_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory) -> Path:
-    """Tokenizer, sender (3 x 32), receiver (6 x 48), and copies with a NaN embedding for 'K'."""
-    d = tmp_path_factory.mktemp("pair")
-    tok = build_char_tokenizer(d / "tok")
-    k = tok.convert_tokens_to_ids("K")  # only "Kyiv" (sample t05) has a K
-    for name, seed, hidden, layers in (("sender", 1, 32, 3), ("receiver", 2, 48, 6)):
-        model = tiny_model(seed, hidden=hidden, layers=layers)
-        model.save_pretrained(d / name)
-        with torch.no_grad():
-            model.get_input_embeddings().weight[k] = float("nan")
-        model.save_pretrained(d / f"{name}_nan")
-    rows = "".join(json.dumps(r) + "\n" for r in EVAL_ROWS)
-    (d / "eval.jsonl").write_text(rows, encoding="utf-8")
-    train = [{k: v for k, v in r.items() if k != "clean_eval_id"} for r in EVAL_ROWS * 2]
-    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
-    return d
-
-
-def make_protocol(
-    pair: Path,
-    where: Path,
-    *,
-    eval_text: str | bytes | None = None,
-    eval_sha: str | None = None,
-    sender: str = "sender",
-    receiver: str = "receiver",
-    tokenizer: str = "tok",
-    edit: tuple[str, str] | None = None,
-) -> Path:
-    """A tiny protocol in ``where`` (its own eval file if ``eval_text`` is given)."""
-    where.mkdir(parents=True, exist_ok=True)
-    eval_path = pair / "eval.jsonl"
-    if eval_text is not None:
-        eval_path = where / "eval.jsonl"
-        data = eval_text.encode() if isinstance(eval_text, str) else eval_text
-        eval_path.write_bytes(data)
-    path = write_tiny_protocol(
-        where,
-        sender=str(pair / sender),
-        receiver=str(pair / receiver),
-        tokenizer=str(pair / tokenizer) if tokenizer else "",
-        eval_path=str(eval_path),
-        eval_sha=eval_sha or sha256_file(eval_path),
-        train_path=str(pair / "train.jsonl"),
-        n=len(EVAL_ROWS),
-        strict_n=2,
-        seeds=(42,),
-    )
-    if edit is not None:
-        text = path.read_text(encoding="utf-8")
-        assert edit[0] in text
-        path.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
-    return path
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -116,32 +59,6 @@ def expect(code_err: tuple[int, str], pattern: str, code: int = 2) -> None:
     assert got_code == code, line
     assert re.search(pattern, line), line
     assert " -- " in line, f"no fix given: {line}"
-
-
-@pytest.fixture(scope="module")
-def results(pair: Path, tmp_path_factory) -> tuple[Path, Path]:
-    """(protocol, folder) of a small finished run: no_inject, nl_relay, replace (seed 42)."""
-    d = tmp_path_factory.mktemp("results")
-    proto = make_protocol(pair, d)
-    out = d / "out"
-    assert (
-        main(
-            [
-                "run",
-                "--protocol",
-                str(proto),
-                "--out",
-                str(out),
-                "--no-progress",
-                "--limit",
-                "3",
-                "--conditions",
-                "no_inject,nl_relay,replace",
-            ]
-        )
-        == 0
-    )
-    return proto, out
 
 
 # -- the eval file -----------------------------------------------------------------------

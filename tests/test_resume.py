@@ -24,9 +24,6 @@ import pytest
 
 from harness.analysis.results import load_result_file
 from harness.run.runner import run_protocol
-from tests.model_fixtures import (
-    build_tiny_experiment,
-)
 
 ROOT = Path(__file__).resolve().parent.parent
 N_FILES = 10  # the tiny grid with one seed: 3 deterministic + 6 seeded + 1 strict
@@ -34,16 +31,10 @@ TEMP = re.compile(r"^\..+\.tmp$")
 
 
 @pytest.fixture(scope="module")
-def protocol(tmp_path_factory) -> Path:
-    """A protocol over a tiny sender (3 layers, 32 wide) and receiver (6 layers, 48 wide)."""
-    return build_tiny_experiment(tmp_path_factory.mktemp("tiny"), seeds=(42,))
-
-
-@pytest.fixture(scope="module")
-def reference(protocol, tmp_path_factory) -> Path:
+def reference(tiny_protocol, tmp_path_factory) -> Path:
     """An uninterrupted run, in process."""
     out = tmp_path_factory.mktemp("reference")
-    run_protocol(str(protocol), out, progress=False, threads=1)
+    run_protocol(str(tiny_protocol), out, progress=False, threads=1)
     assert len(list(out.glob("*.json"))) == N_FILES
     return out
 
@@ -91,10 +82,12 @@ def spawn(
         return subprocess.Popen(argv, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
 
 
-def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_run(protocol, reference, tmp_path):
+def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_run(
+    tiny_protocol, reference, tmp_path
+):
     out = tmp_path / "out"
     log = tmp_path / "run.log"
-    proc = spawn(protocol, out, log)
+    proc = spawn(tiny_protocol, out, log)
     try:
         deadline = time.monotonic() + 90
         while not list(out.glob("h1_*.json")):
@@ -110,20 +103,22 @@ def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_run(protocol, ref
     assert 1 <= len(done) < N_FILES, "the run finished before the kill"
     assert_no_partial_files(out)
 
-    run_protocol(str(protocol), out, progress=False, threads=1)
+    run_protocol(str(tiny_protocol), out, progress=False, threads=1)
     assert {n: (out / n).read_bytes() for n in done} == done  # kept, not recomputed
     assert_no_partial_files(out)
     assert_same_files(out, reference)
 
 
 def test_processes_sharing_one_folder_fit_each_translator_once_and_agree(
-    protocol, reference, tmp_path, caplog
+    tiny_protocol, reference, tmp_path, caplog
 ):
     """A subprocess and this process run into one folder at the same time."""
     out = tmp_path / "shared"
     conditions = ["replace", "additive", "no_inject"]  # translator conditions first
     log = tmp_path / "sub.log"
-    proc = spawn(protocol, out, log, "--debug", run_args=("--conditions", ",".join(conditions)))
+    proc = spawn(
+        tiny_protocol, out, log, "--debug", run_args=("--conditions", ",".join(conditions))
+    )
     try:
         deadline = time.monotonic() + 90
         while not (out / ".cache" / "translators").is_dir():  # it is about to take the lock
@@ -131,13 +126,15 @@ def test_processes_sharing_one_folder_fit_each_translator_once_and_agree(
             assert time.monotonic() < deadline, "the subprocess never reached the translator"
             time.sleep(0.01)
         with caplog.at_level(logging.INFO, logger="harness.runner"):
-            run_protocol(str(protocol), out, conditions=conditions, progress=False, threads=1)
+            run_protocol(str(tiny_protocol), out, conditions=conditions, progress=False, threads=1)
         assert proc.wait(timeout=180) == 0, log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
     fits = [
-        line for line in log.read_text().splitlines() if "harness.run.runner: translator " in line
+        line
+        for line in log.read_text().splitlines()
+        if "harness.run.translators: translator " in line
     ]
     fits += [r.getMessage() for r in caplog.records if r.getMessage().startswith("translator ")]
     assert len(fits) == 1, fits  # the other process waited on the lock and loaded it
@@ -180,7 +177,7 @@ def _edit_cached_cosine(st: Path) -> None:
     ids=["truncated", "flipped-byte", "sidecar-missing", "edited-cosine"],
 )
 def test_a_corrupt_cached_translator_is_detected_and_refitted(
-    protocol, reference, tmp_path, caplog, corrupt
+    tiny_protocol, reference, tmp_path, caplog, corrupt
 ):
     out = tmp_path / "out"
     shutil.copytree(reference, out)
@@ -190,14 +187,14 @@ def test_a_corrupt_cached_translator_is_detected_and_refitted(
         if "translator" in json.loads(p.read_text()):
             p.unlink()
     with caplog.at_level(logging.WARNING, logger="harness.runner"):
-        run_protocol(str(protocol), out, progress=False, threads=1)
+        run_protocol(str(tiny_protocol), out, progress=False, threads=1)
     assert any("refitting it" in r.getMessage() for r in caplog.records)
     assert_same_files(out, reference)
     assert st.read_bytes() == next((reference / ".cache").rglob("*.safetensors")).read_bytes()
 
 
 def test_processes_sharing_jobs_split_the_grid_and_compute_each_artefact_once(
-    protocol, reference, tmp_path, monkeypatch
+    tiny_protocol, reference, tmp_path, monkeypatch
 ):
     """``share_jobs``: two processes fill one folder together (as two xdist workers fill one
     cache entry); every result file, activation set and translator is computed once, and
@@ -213,7 +210,7 @@ def test_processes_sharing_jobs_split_the_grid_and_compute_each_artefact_once(
     )
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(protocol), str(out)],
+            [sys.executable, "-c", code, str(tiny_protocol), str(out)],
             cwd=ROOT,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -226,7 +223,7 @@ def test_processes_sharing_jobs_split_the_grid_and_compute_each_artefact_once(
             assert time.monotonic() < deadline, "no result file within 90 s"
             time.sleep(0.01)
         monkeypatch.setenv("HARNESS_EVENTS", str(events))
-        run_protocol(str(protocol), out, progress=False, threads=1, share_jobs=True)
+        run_protocol(str(tiny_protocol), out, progress=False, threads=1, share_jobs=True)
         assert proc.wait(timeout=180) == 0, log.read_text()
     finally:
         if proc.poll() is None:

@@ -21,17 +21,10 @@ from tests.helpers import ARTIFACT, FINAL, STRICT, needs_artifact
 from tests.model_fixtures import (
     EVAL_ROWS,
     build_char_tokenizer,
-    build_tiny_experiment,
 )
 
-SEEDS = (42, 123)
+SEEDS = (42, 123)  # the seeds of the tiny_protocol fixture (tests/conftest.py)
 N_FILES = 3 + 6 * len(SEEDS) + len(SEEDS)  # deterministic + seeded primary + strict
-
-
-@pytest.fixture(scope="module")
-def tiny_protocol(tmp_path_factory) -> Path:
-    """A protocol over a tiny sender (3 layers, 32 wide) and receiver (6 layers, 48 wide)."""
-    return build_tiny_experiment(tmp_path_factory.mktemp("tiny"), seeds=SEEDS)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@
 output that tries to drive the terminal, links and device nodes as output paths, settings
 beyond what the machine can do, model folders that are not the model they say, names used as
 paths, and inputs that would hang. Each gives one ``error:`` line (or safe output), no
-traceback, and no side effect. Runs use the tiny random GPT-NeoX pair of ``test_errors``.
+traceback, and no side effect. Runs use the tiny random GPT-NeoX pair of ``tests/conftest.py``.
 """
 
-# ruff: noqa: F401, F811  (the fixtures pair and results are shared with test_errors by import)
 from __future__ import annotations
 
 import json
@@ -22,7 +21,8 @@ import torch
 from harness.cli import main
 from harness.io import atomic_write_json
 from harness.text import printable
-from tests.test_errors import cli, expect, make_protocol, pair, results, run_cli
+from tests.model_fixtures import make_protocol
+from tests.test_errors import cli, expect, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 

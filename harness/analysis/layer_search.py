@@ -36,7 +36,7 @@ def layer_search_tables(results: ResultSet) -> dict[str, dict[str, Any]]:
         search = rl.get("layer_search")
         if isinstance(search, dict) and search.get("kind") not in out:
             out[str(search["kind"])] = search
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items(), key=lambda kv: kv[0] != "raw_map"))  # their W first
 
 
 def fig_layer_search(

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,6 @@ from harness.model.injection import (
 )
 from harness.model.models import ModelPair, load_pair, resolve_block
 from harness.model.plans import build_sources
-from harness.model.translator import Translator, fit_translator
 from harness.protocol import Protocol, load_protocol
 from harness.run.cache import RunCache, ids_hash, short_hash
 from harness.run.inputs import run_inputs
@@ -54,6 +53,7 @@ from harness.run.records import (
     provenance,
 )
 from harness.run.roles import Direction, Role
+from harness.run.translators import TranslatorStage
 from harness.spec.jobs import Group
 from harness.spec.jobs import jobs as grid_jobs
 
@@ -93,6 +93,7 @@ class _Run:
         self.use_cache = use_cache
         self.init_seed = init_seed
         self.dirs: dict[str, _Direction] = {}
+        self.translators = TranslatorStage(self)
         self.timings: dict[str, float] = {}
 
     # -- prompts and activations -------------------------------------------------------
@@ -170,121 +171,6 @@ class _Run:
         if role.states is None:
             role.states = self.capture(role, role.ids, [r.sample_id for r in self.rows])
         return role.states
-
-    # -- translators ---------------------------------------------------------------------
-    def _train_tokens(self, d: _Direction) -> tuple[torch.Tensor, torch.Tensor]:
-        if d.train is None:
-            path = self.p.translator_train_path(self.artifact)
-            rows = load_evalset(path).rows
-            cap = self.p.translator.max_train_prompts
-            if self.train_limit is not None:
-                cap = min(cap, self.train_limit)
-            texts = self.prompts(rows[:cap])
-            ids_a = self.encode(texts, d.sender.tokenizer)
-            ids_b = self.encode(texts, d.receiver.tokenizer)
-            for row, a, b in zip(rows, ids_a, ids_b, strict=False):
-                if a != b:
-                    raise HarnessError(
-                        f"translator prompt {row.sample_id}: sender and receiver token ids differ",
-                        "the translator pairs positions, so both models must share a tokenizer",
-                    )
-            labels = [f"{r.sample_id} (translator training)" for r in rows[: len(ids_a)]]
-            sender_acts = self.capture(d.sender, ids_a, labels)
-            xa = sender_acts.concat()
-            xb = self.capture(d.receiver, ids_b, labels).concat()
-            d.train = (xa, xb)
-            d.train_prompts = (rows[: len(ids_b)], ids_b, sender_acts)
-        return d.train
-
-    def _cached_translator(
-        self, d: _Direction, key: str, fit: Callable[[], Translator], what: str
-    ) -> tuple[Translator, str]:
-        """The translator cached under ``key`` or ``fit()``'s (timed, stored, logged)."""
-
-        def timed_fit() -> Translator:
-            t0 = time.perf_counter()
-            tr = fit()
-            tr.metrics["fit_seconds"] = round(time.perf_counter() - t0, 3)
-            return tr
-
-        tr, rel, fitted = self.cache.translator(
-            key, timed_fit, sender_dim=d.sender.width, receiver_dim=d.receiver.width
-        )
-        if fitted:
-            events.record("translator", key=f"{self.p.hash}:{key}")
-            log.info("%s %s: %s", what, key, _headline(tr.metrics))
-        return tr, rel
-
-    def translator(self, d: _Direction, seed: int) -> tuple[Translator, str]:
-        """The protocol's linear translator for ``seed`` (fitted once, cached on disk)."""
-        if seed not in d.translators:
-            ts = self.p.translator
-
-            def fit() -> Translator:
-                xa, xb = self._train_tokens(d)
-                return fit_translator(xa, xb, ts, seed=seed)
-
-            d.translators[seed] = self._cached_translator(
-                d, self._translator_key(d, seed), fit, "translator"
-            )
-        return d.translators[seed]
-
-    def _translator_key(self, d: _Direction, seed: int, kind: str = "") -> str:
-        """Cache key of a translator (``kind`` prefixes non-linear ones)."""
-        ts = self.p.translator
-        n_train = (
-            ts.max_train_prompts
-            if self.train_limit is None
-            else min(ts.max_train_prompts, self.train_limit)
-        )
-        return f"{kind}{self._init_tag}-tok{d.tok_tag}-{d.direction}-seed{seed}-n{n_train}"
-
-    def causal_translator(self, d: _Direction, seed: int, condition: str) -> tuple[Translator, str]:
-        """The translator trained through the receiver for ``condition`` (cached like the
-        linear one; initialised from the linear translator of the same seed)."""
-        if (condition, seed) in d.translators:
-            return d.translators[(condition, seed)]
-        from harness.model.causal import CausalExample, fit_causal_translator
-
-        plan = CONDITIONS[condition].plan
-        assert plan is not None and plan.translator == "causal"
-        mode = plan.mode
-        linear, _ = self.translator(d, seed)
-
-        def fit() -> Translator:
-            xa, xb = self._train_tokens(d)
-            assert d.train_prompts is not None
-            rows, ids_b, acts = d.train_prompts
-            tok = d.receiver.tokenizer
-            if plan.last_token:  # the receiver reads its own prompt (maybe without context)
-                ids_b = self.encode(self.prompts(rows, receiver=True), tok)
-            examples = [
-                CausalExample(
-                    tuple(ids),
-                    states,
-                    tuple(tok(" " + row.answer, add_special_tokens=False)["input_ids"]),
-                )
-                for row, ids, states in zip(rows, ids_b, acts.states, strict=True)
-            ]
-            return fit_causal_translator(
-                d.receiver.model,
-                d.receiver.module,
-                examples,
-                init=linear,
-                spec=plan.spec(self.p),
-                cfg=self.p.causal,
-                seed=seed,
-                pad_id=d.receiver.pad_id,
-                token_x=xa,
-                token_y=xb,
-                token_val_frac=self.p.translator.val_frac,
-                mode=mode,
-            )
-
-        kind = f"causal_{'last_token_' if plan.last_token else ''}{mode}-"
-        key = self._translator_key(d, seed, kind=kind)
-        d.translators[(condition, seed)] = self._cached_translator(d, key, fit, "causal translator")
-        return d.translators[(condition, seed)]
 
     # -- generation ----------------------------------------------------------------------
     def generate(
@@ -417,9 +303,9 @@ class _Run:
 
         def translated() -> list[torch.Tensor]:
             if causal:
-                tr, ckpt = self.causal_translator(d, _seed(job), cond.name)
+                tr, ckpt = self.translators.causal(d, _seed(job), cond.name)
             else:
-                tr, ckpt = self.translator(d, _seed(job))
+                tr, ckpt = self.translators.linear(d, _seed(job))
             extras.checkpoint = ckpt
             extras.translator = {
                 "seed": job.seed,
@@ -464,18 +350,6 @@ class _Run:
             injected_norm=stats["injected_norm"],
         )
         return gen, extras
-
-
-def _headline(metrics: dict[str, Any]) -> str:
-    """A translator's fit in one line for the log."""
-    if "val_answer_nll" in metrics:
-        return (
-            f"held-out answer NLL {metrics['val_answer_nll']:.3f} (no injection "
-            f"{metrics['val_answer_nll_no_inject']:.3f}, init {metrics['val_answer_nll_init']:.3f})"
-        )
-    return ", ".join(
-        f"{k} {metrics[k]:.4f}" for k in ("normalized_r2", "normalized_cosine") if k in metrics
-    )
 
 
 def _seed(job: Job) -> int:
