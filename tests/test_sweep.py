@@ -302,3 +302,21 @@ def test_the_picture_draws_the_matrix_deltas_and_figures_from_cached_points(
     assert headline("PASS 33 files; ['gpt_neox.layers.8 -> layers.16']") == "33"
     assert headline("additive 9.26%, best other 4.88%") == "9.26%"
     assert headline("relative depth [0.67]; blocks") == "0.67"
+
+
+def test_the_sweep_command_prints_the_picture_and_refuses_a_bad_sweep_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    path = _sweep(tmp_path, DEPTH)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "sweep s: 3 points" in printed
+    assert "0.33: not computed yet" in printed  # an empty cache: every point says so
+    assert (tmp_path / "out" / "matrix.md").is_file()
+    bad = _sweep(tmp_path, DEPTH.replace("0.5", "1.5"), name="bad")
+    assert main(["sweep", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "point 1.5: models.relative_depth = 1.5: must be (0, 1)" in err[0]
