@@ -34,10 +34,11 @@ sweep: install
 	$(BIN)/python -m harness sweep '$(SWEEP)' --out $(OUT)/$$name --status $(OUT)/$$name/claims_status.json || status=2; \
 	[ $$status -le 1 ]
 
-## The tests: lint, format check, unit/property tests and the claims suite
+## The tests: lint, format check, type check, unit/property tests and the claims suite
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n auto
 
 ## The runner-backed claims recomputed from an empty cache on an emulated other machine
@@ -51,7 +52,7 @@ portability: install
 	status=$$?; rm -rf $$cache; exit $$status
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

@@ -125,7 +125,7 @@ def test_processes_sharing_one_folder_fit_each_translator_once_and_agree(
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the subprocess never reached the translator"
             time.sleep(0.01)
-        with caplog.at_level(logging.INFO, logger="harness.runner"):
+        with caplog.at_level(logging.INFO, logger="harness.run.translators"):
             run_protocol(str(tiny_protocol), out, conditions=conditions, progress=False, threads=1)
         assert proc.wait(timeout=180) == 0, log.read_text()
     finally:

@@ -31,7 +31,7 @@ def test_the_ladder_runs_the_weak_rungs_then_todays_receiver_unchanged() -> None
     receivers = [p.protocol.resolve_path(p.protocol.models.receiver) for p in sweep.points]
     assert receivers[-1] == mini.resolve_path(mini.models.receiver)  # the shipped weights
     assert all(r.parent == RUNGS for r in receivers[:-1])
-    assert [a.x for a in sweep.axes] == [(100.0, 284.0, 700.0, 1413.0, 11573.0)]
+    assert [a.x for a in sweep.axes] == [(100.0, 284.0, 700.0, 1413.0, 2000.0, 2905.0, 11573.0)]
     for p in sweep.points:  # only the receiver changes, and the grid the [set] table names
         assert p.protocol.models.sender == mini.models.sender
         assert p.protocol.eval == mini.eval and p.protocol.translator == mini.translator

@@ -151,10 +151,10 @@ def published_tables(root: Path = TABLES) -> PublishedTables:
                 r["condition"], r["direction"], int(r["runs"]), int(r["n"]), means, stds
             )
             summary[(row.condition, row.direction)] = row
-    comparisons = {}
+    comparisons: dict[tuple[str, str, str], PublishedComparison] = {}
     rel = "final_with_strict_controls/final_pairwise_comparisons_by_condition.csv"
     for r in _rows(root, rel):
-        row = PublishedComparison(
+        cmp_row = PublishedComparison(
             condition=r["condition"],
             baseline=r["baseline"],
             metric=_METRICS[r["metric"]],
@@ -166,7 +166,7 @@ def published_tables(root: Path = TABLES) -> PublishedTables:
             gained=float(r["gained_mean"]),
             lost=float(r["lost_mean"]),
         )
-        comparisons[(row.condition, row.baseline, row.metric)] = row
+        comparisons[(cmp_row.condition, cmp_row.baseline, cmp_row.metric)] = cmp_row
     return PublishedTables(summary, comparisons)
 
 

@@ -68,7 +68,10 @@ SEARCH_VERSION = 1  # bumped when the search's scoring changes (old cache entrie
 
 def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every transformer block of ``model`` as (site name, module), in depth order."""
-    n = int(model.config.num_hidden_layers)
+    config: Any = getattr(model, "config", None)
+    if config is None:
+        raise HarnessError(f"{type(model).__name__} has no config: not a transformers model")
+    n = int(config.num_hidden_layers)
     out = []
     for i in range(n):
         site, module, idx = resolve_block(model, (i + 0.5) / n)

@@ -90,7 +90,7 @@ def point_spec(token: str) -> SourceSpec:
 
 @functools.cache
 def _registered_hashes() -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for spec in REGISTRY.values():
         if spec.kind == "runner":
             out.setdefault(load_protocol(spec.protocol).hash, spec.name)

@@ -154,7 +154,7 @@ def fig_axis(sweep: Sweep, data: list[PointData], axis: Axis, path: Path) -> Pat
         len(combos), 2, figsize=(12, 3.8 * len(combos)), squeeze=False, constrained_layout=True
     )
     # strong colours first (tab10), then tab20's light ones for an eleventh condition on
-    palette = [*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2]]
+    palette = [*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2]]  # type: ignore[attr-defined]  # ListedColormap has .colors; get_cmap's stub says Colormap
     for row, combo in enumerate(combos):
         fixed = {a.key: a.values[i] for a, i in zip(others, combo, strict=True)}
         sel = [d for d in data if all(d.point.value(k) == v for k, v in fixed.items())]
@@ -173,11 +173,14 @@ def fig_axis(sweep: Sweep, data: list[PointData], axis: Axis, path: Path) -> Pat
                 )
             if cond == BASELINE:
                 continue
-            pts = [(xs[i], by_x[i].delta[cond]) for i in sorted(by_x) if cond in by_x[i].delta]
-            if pts:
-                x = [p for p, _ in pts]
-                y = [100 * v[0] for _, v in pts]
-                err = [[100 * (v[0] - v[1]) for _, v in pts], [100 * (v[2] - v[0]) for _, v in pts]]
+            dpts = [(xs[i], by_x[i].delta[cond]) for i in sorted(by_x) if cond in by_x[i].delta]
+            if dpts:
+                x = [p for p, _ in dpts]
+                y = [100 * v[0] for _, v in dpts]
+                err = [
+                    [100 * (v[0] - v[1]) for _, v in dpts],
+                    [100 * (v[2] - v[0]) for _, v in dpts],
+                ]
                 d_ax.errorbar(
                     x,
                     y,
@@ -197,7 +200,9 @@ def fig_axis(sweep: Sweep, data: list[PointData], axis: Axis, path: Path) -> Pat
         for a in (acc_ax, d_ax):
             if log_x:
                 a.set_xscale("log")
-            a.set_xticks(xs, ticks, rotation=20 if max(len(t) for t in ticks) > 6 else 0)
+            a.set_xticks(
+                xs, ticks, rotation=40 if max(len(t) for t in ticks) > 6 else 0, fontsize=7
+            )
             a.minorticks_off()
             a.set_xlabel(axis.title or axis.key)
             a.grid(alpha=0.3)
