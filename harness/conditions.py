@@ -188,6 +188,11 @@ class Condition:
     def translator_kind(self) -> str | None:
         return self.plan.translator if self.plan is not None else None
 
+    @property
+    def reads_map_texts(self) -> bool:
+        """Ramesh & Li's conditions: W (or their layer search) reads ``[translator] texts``."""
+        return self.translator_kind in ("raw_map", "coords")
+
 
 # -- the records each condition writes (field names and order as in the published files) ---
 def _no_injection(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:

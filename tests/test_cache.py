@@ -156,3 +156,30 @@ def test_an_edited_metric_beside_a_cached_translator_is_a_refit(cache) -> None:
     again, _, fitted = cache.translator("key", fit, sender_dim=4, receiver_dim=5)
     assert fitted and len(fits) == 2
     assert again.metrics["normalized_cosine"] == tr.metrics["normalized_cosine"] != 0.97
+
+
+def test_ramesh_li_files_are_keyed_by_their_map_texts(tmp_path) -> None:
+    """W is fitted on ``[translator] texts``: another texts file changes the source cache's
+    key and refuses to resume a Ramesh & Li result file (naming the texts file), while the
+    files of conditions that never read the texts still resume."""
+    from harness.run.inputs import run_inputs, source_fingerprint
+    from tests.model_fixtures import write_protocol
+
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "a"}\n', encoding="utf-8")
+    path = write_protocol(tmp_path / "p.toml", {"translator": {"texts": str(texts)}})
+    proto = load_protocol(path)
+    before = run_inputs(proto, eval_sha256="e" * 64)
+    fp_before = source_fingerprint(proto)
+    texts.write_text('{"text": "b"}\n', encoding="utf-8")
+    proto = load_protocol(path)
+    after = run_inputs(proto, eval_sha256="e" * 64)
+    assert before.texts_sha256 != after.texts_sha256
+    assert source_fingerprint(proto) != fp_before
+    recorded = before.to_dict()
+    assert after.changes(recorded, translator=True, map_texts=False) == []
+    (line,) = after.changes(recorded, translator=True, map_texts=True)
+    assert line.startswith("Ramesh & Li map texts file ([translator] texts) changed")
+    # no texts set: the key is the one it was before the texts entered it
+    bare = load_protocol(write_protocol(tmp_path / "q.toml", {"translator": {"texts": ""}}))
+    assert "-t" not in source_fingerprint(bare).split("-", 1)[-1]

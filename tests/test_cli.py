@@ -205,3 +205,38 @@ def test_a_prediction_with_a_lone_surrogate_prints_and_round_trips(tmp_path, cap
     rows = json.loads(out.read_text(encoding="utf-8"))
     rows = rows if isinstance(rows, list) else rows["rows"]
     assert any("\ud800" in r["prediction"] for r in rows)
+
+
+def test_the_regime_figure_puts_the_papers_conditions_above_those_beyond_it(
+    tmp_path, monkeypatch
+) -> None:
+    """fig8: one bar per (condition, regime) a regime ran, the paper's conditions in the top
+    panel and the extension group's below, in registry order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.analysis import figures
+    from harness.conditions import EXTENSION_CONDITIONS
+
+    acc = {
+        "shared": {"no_inject": 0.7, "nl_relay": 0.1, "rl_map_replace": 0.5},
+        "withheld": {"rl_map_replace": 0.2, "no_inject": 0.06},
+    }
+    drawn = []
+    real = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or real(fig, path))
+    path = figures.fig_regimes(acc, tmp_path / "fig8.png")
+    assert path.stat().st_size > 0
+    top, bottom = drawn[0].axes
+    assert [t.get_text() for t in top.get_xticklabels()] == [
+        figures._label("no_inject"),
+        figures._label("nl_relay"),
+    ]
+    assert [t.get_text() for t in bottom.get_xticklabels()] == [figures._label("rl_map_replace")]
+    assert "rl_map_replace" in EXTENSION_CONDITIONS
+    heights = sorted(round(p.get_height(), 6) for p in top.patches)
+    assert heights == [6.0, 10.0, 70.0]  # withheld ran no relay: no bar, not a zero bar
+    assert sorted(round(p.get_height(), 6) for p in bottom.patches) == [20.0, 50.0]
+    plt.close("all")

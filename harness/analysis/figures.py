@@ -296,7 +296,9 @@ def write_figures(
 
 
 def fig_regimes(accuracy: dict[str, dict[str, float]], path: Path) -> Path:
-    """Word-boundary accuracy per condition, one bar per regime (source) side by side.
+    """Word-boundary accuracy per condition, one bar per regime (source) side by side: the
+    paper's conditions in the top panel, those beyond the paper (the ``extension`` group)
+    below it, each panel ordered as the registry is.
 
     ``accuracy``: regime label -> condition -> accuracy (fraction). Conditions a regime does
     not run are left empty.
@@ -306,22 +308,34 @@ def fig_regimes(accuracy: dict[str, dict[str, float]], path: Path) -> Path:
         conds.extend(c for c in per if c not in conds)
     order = list(CONDITIONS)
     conds.sort(key=lambda c: order.index(c) if c in order else len(order))
+    beyond = [c for c in conds if c in EXTENSION_CONDITIONS]
+    panels = [(p, t) for p, t in (
+        ([c for c in conds if c not in beyond], "the paper's conditions"),
+        (beyond, "beyond the paper"),
+    ) if p]  # fmt: skip
     regimes = list(accuracy)
     width = 0.8 / max(1, len(regimes))
-    fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(conds) + 2), 4.4))
+    widest = max(len(p) for p, _ in panels)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(max(8, 0.6 * widest + 3), 3.6 * len(panels)), squeeze=False
+    )
     palette = ["#2b6cb0", "#d69e2e", "#2f855a", "#805ad5"]
-    for k, regime in enumerate(regimes):
-        xs = [i + (k - (len(regimes) - 1) / 2) * width for i in range(len(conds))]
-        vals = [accuracy[regime].get(c) for c in conds]
-        ax.bar(
-            [x for x, v in zip(xs, vals, strict=True) if v is not None],
-            [v * 100 for v in vals if v is not None],
-            width,
-            label=regime,
-            color=palette[k % len(palette)],
-        )
-    ax.set_xticks(range(len(conds)), [_label(c) for c in conds], rotation=35, ha="right")
-    ax.set_ylabel("word-boundary accuracy (%)")
-    ax.set_title("Shared context vs withheld context, every condition (no bar: not run there)")
-    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for ax, (panel, title) in zip(axes[:, 0], panels, strict=True):
+        for k, regime in enumerate(regimes):
+            xs = [i + (k - (len(regimes) - 1) / 2) * width for i in range(len(panel))]
+            vals = [accuracy[regime].get(c) for c in panel]
+            ax.bar(
+                [x for x, v in zip(xs, vals, strict=True) if v is not None],
+                [v * 100 for v in vals if v is not None],
+                width,
+                label=regime,
+                color=palette[k % len(palette)],
+            )
+        ax.set_xticks(range(len(panel)), [_label(c) for c in panel], rotation=30, ha="right")
+        ax.set_xlim(-0.6, widest - 0.4)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("word-boundary accuracy (%)")
+        ax.set_title(title, fontsize=10, loc="left")
+    axes[0, 0].legend(frameon=False, fontsize=8, loc="upper right")
+    fig.suptitle("Word-boundary accuracy in each regime, every condition (no bar: not run there)")
     return _save(fig, path)

@@ -56,6 +56,7 @@ class ResultFile(Protocol):
 # package versions may differ between the sessions of one resumed run)
 IDENTITY_FIELDS = ("runner", "protocol_hash", "init", "sender", "receiver", "n_eval_rows")
 _TRANSLATOR_INPUTS = ("train_sha256", "train_limit")
+_MAP_TEXTS_INPUTS = ("texts_sha256",)  # read by Ramesh & Li's conditions only
 
 
 def _content_digest(f: ResultFile) -> str:
@@ -93,6 +94,11 @@ def _uses_translator(f: ResultFile) -> bool:
     return "translator" in f.raw or (cond is not None and cond.uses_translator)
 
 
+def _reads_map_texts(f: ResultFile) -> bool:
+    cond = CONDITIONS.get(f.condition)
+    return cond is not None and cond.reads_map_texts
+
+
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=repr)
     return text if len(text) <= 16 else text[:16] + "..."
@@ -120,6 +126,8 @@ def provenance_problems(files: Sequence[ResultFile]) -> list[str]:
         group = with_prov
         if sub in _TRANSLATOR_INPUTS:
             group = [f for f in with_prov if _uses_translator(f)]
+        elif sub in _MAP_TEXTS_INPUTS:
+            group = [f for f in with_prov if _reads_map_texts(f)]
         seen: dict[str, str] = {}
         for f in group:
             value = _prov(f).get(key)  # type: ignore[union-attr]

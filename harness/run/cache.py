@@ -222,7 +222,10 @@ class RunCache:
         if self.inputs is not None:
             cond = CONDITIONS.get(f.condition)
             translator = "translator" in f.raw or (cond is not None and cond.uses_translator)
-            changed = self.inputs.changes(prov.get("inputs"), translator=translator)
+            texts = cond is not None and cond.reads_map_texts
+            changed = self.inputs.changes(
+                prov.get("inputs"), translator=translator, map_texts=texts
+            )
         if changed and prov.get("protocol_hash") != self.protocol.hash:
             changed.append(
                 f"protocol changed ({prov.get('protocol_hash')} -> {self.protocol.hash})"

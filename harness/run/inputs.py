@@ -23,6 +23,7 @@ from harness.protocol import Protocol
 __all__ = [
     "INPUTS_VERSION",
     "INPUT_LABELS",
+    "MAP_TEXTS_INPUTS",
     "TRANSLATOR_INPUTS",
     "RunInputs",
     "folder_digest",
@@ -56,11 +57,14 @@ INPUT_LABELS = {
     "eval_sha256": "eval file",
     "train_sha256": "translator-training file",
     "train_limit": "translator-training limit (--train-limit)",
+    "texts_sha256": "Ramesh & Li map texts file ([translator] texts)",
     "init": "init mode",
     "version": "cache format version",
 }
 # the inputs only a translator (linear or causal) depends on
 TRANSLATOR_INPUTS = frozenset({"train_sha256", "train_limit"})
+# the inputs only Ramesh & Li's conditions depend on (their map W is fitted on these texts)
+MAP_TEXTS_INPUTS = frozenset({"texts_sha256"})
 _SHA_MEMO: dict[tuple[str, int, int, int], str] = {}
 
 
@@ -130,15 +134,32 @@ def weights_fingerprint(protocol: Protocol) -> str:
 
 def source_fingerprint(protocol: Protocol) -> str:
     """The source cache's key beside the protocol hash: :func:`weights_fingerprint`, plus
-    the SHA-256 of a local translator-training file (the eval file's is pinned by the
-    protocol; an ``artifact:`` file is checked against the artifact's manifest)."""
+    the SHA-256 of a local translator-training file and of Ramesh & Li's map texts file
+    (the eval file's is pinned by the protocol; an ``artifact:`` file is checked against the
+    artifact's manifest)."""
     fp = weights_fingerprint(protocol)
     value = protocol.eval.translator_train_path
     if value and not value.startswith("artifact:"):
         train = protocol.resolve_path(value)
         if train.is_file():
             fp += "-" + _file_sha(train)[:8]
+    texts = _texts_sha(protocol)
+    if texts:
+        fp += "-t" + texts[:8]
     return fp
+
+
+def _texts_sha(protocol: Protocol) -> str:
+    """SHA-256 of ``[translator] texts`` ('' when none is set, 'absent' when it is missing:
+    the Ramesh & Li conditions then refuse to run, naming the path)."""
+    value = protocol.translator.texts
+    if not value:
+        return ""
+    try:
+        path = protocol.resolve_path(value)
+    except Exception:  # an artifact: path with no artifact; the runner says so
+        return "absent"
+    return _file_sha(path) if path.is_file() else "absent"
 
 
 def _component(protocol: Protocol, value: str, *, tokenizer: bool) -> str:
@@ -165,6 +186,7 @@ class RunInputs:
     train_sha256: str
     train_limit: str
     init: str
+    texts_sha256: str = ""
     version: int = INPUTS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,15 +211,18 @@ class RunInputs:
             "train_limit",
         )  # fmt: skip
 
-    def changes(self, recorded: Any, *, translator: bool) -> list[str]:
+    def changes(self, recorded: Any, *, translator: bool, map_texts: bool = False) -> list[str]:
         """What differs between ``recorded`` (a file's ``provenance.inputs``) and these
         inputs, as ``'receiver weights changed (0a1b2c3d4e -> 4e5f6a7b8c)'``; the training file and
-        limit count only for files that used a translator."""
+        limit count only for files that used a translator, the map texts only for files of
+        Ramesh & Li's conditions (``map_texts``)."""
         if not isinstance(recorded, dict):
             return ["it records no inputs (an older runner wrote it)"]
         out = []
         for key, now in self.to_dict().items():
             if key in TRANSLATOR_INPUTS and not translator:
+                continue
+            if key in MAP_TEXTS_INPUTS and not map_texts:
                 continue
             was = recorded.get(key)
             if was != now:
@@ -253,4 +278,5 @@ def run_inputs(
             else min(protocol.translator.max_train_prompts, train_limit)
         ),
         init="pretrained" if init == "pretrained" else f"{init}:{init_seed}",
+        texts_sha256=_texts_sha(protocol),
     )
