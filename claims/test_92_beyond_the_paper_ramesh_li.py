@@ -33,6 +33,7 @@ from claims._util import ci, ci_values, cmp, mean_sample_field, need
 from harness.analysis.results import ResultSet
 from harness.analysis.tables import ComparisonRow, compare
 from harness.sources import Source
+from harness.spec.jobs import left_out
 
 REPLACE = "rl_map_replace"  # their headline f, named in advance
 SUM, MEAN = "rl_map_sum", "rl_map_mean"
@@ -42,6 +43,9 @@ _Z = 1.959964 + 0.841621  # z_0.975 + z_0.8
 
 def _need_rl(source: Source, *conditions: str) -> None:
     if not any(c in source.summary for c in conditions if c.startswith("rl_")):
+        reasons = left_out(source.protocol)
+        if any(c in reasons for c in conditions):
+            pytest.skip(f"{source.name}: " + next(reasons[c] for c in conditions if c in reasons))
         pytest.skip(
             f"{source.name} has no Ramesh & Li runs ({', '.join(conditions)}): an extension "
             "beyond the paper that needs the pair's weights and [translator] texts (the mini "

@@ -182,3 +182,30 @@ def test_the_layer_search_reads_back_as_a_table_and_a_heatmap(rl_results, tmp_pa
     assert f"**{100 * best:.1f}**" in text and text.count("| k \\ j |") == 2
     png = fig_layer_search(tables, tmp_path / "fig9.png", "tiny")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_map_texts_the_grid_leaves_ramesh_li_out_and_says_why(
+    rl_protocol, tmp_path, caplog
+) -> None:
+    """A protocol that lists the rl_* conditions but sets no ``[translator] texts`` (the
+    paper's pair, offline) still runs its grid: the rl_* files are left out with the reason
+    (the runner logs it; the claims skip with it), while naming one explicitly refuses."""
+    from harness.spec.jobs import expected, jobs, left_out
+
+    text = rl_protocol.read_text(encoding="utf-8").replace('texts = "texts.jsonl"', 'texts = ""')
+    path = rl_protocol.parent / "no_texts.toml"
+    path.write_text(text, encoding="utf-8")
+    bare, full = load_protocol(path), load_protocol(rl_protocol)
+    assert left_out(full) == {}
+    assert sorted(left_out(bare)) == sorted(c for c in RL[1:] if CONDITIONS[c].reads_map_texts)
+    assert all("[translator] texts" in why for why in left_out(bare).values())
+    groups = ("primary", "extension")
+    kept = {j.condition for j in jobs(bare, groups)}
+    assert kept == {j.condition for j in jobs(full, groups)} - set(left_out(bare))
+    assert not set(left_out(bare)) & {j.condition for j in expected(bare, groups).values()}
+    with caplog.at_level("WARNING"):
+        run_protocol(str(path), tmp_path / "out", include_strict=False,
+                     include_extension=True, limit=2, progress=False)  # fmt: skip
+    assert sum("left out: rl_" in r.getMessage() for r in caplog.records) == len(left_out(bare))
+    with pytest.raises(HarnessError, match=r"\[translator\] texts is empty"):
+        run_protocol(str(path), tmp_path / "o2", conditions=("rl_map_replace",), progress=False)

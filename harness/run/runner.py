@@ -54,7 +54,7 @@ from harness.run.records import (
 )
 from harness.run.roles import Direction, Role
 from harness.run.translators import TranslatorStage
-from harness.spec.jobs import Group
+from harness.spec.jobs import Group, left_out
 from harness.spec.jobs import jobs as grid_jobs
 
 __all__ = ["Job", "Role", "RunOptions", "check_token_match", "run_protocol"]
@@ -421,6 +421,9 @@ def run_protocol(
     groups += ["extension"] if o.include_extension else []
     groups += ["appendix"] if o.include_appendix else []
     jobs = grid_jobs(proto, groups, conditions=o.conditions, seeds=o.seeds, directions=o.directions)
+    if o.conditions is None:
+        for reason in left_out(proto).values():
+            log.warning("left out: %s", reason)
     evalset = load_evalset(proto.eval_path(o.artifact), proto.eval.sha256)
     rows = evalset.rows[: o.limit] if o.limit is not None else evalset.rows
     inputs = run_inputs(

@@ -22,6 +22,7 @@ __all__ = [
     "Job",
     "expected",
     "jobs",
+    "left_out",
     "result_filename",
 ]
 
@@ -64,6 +65,23 @@ def _group_conditions(protocol: Protocol, groups: Iterable[Group]) -> list[str]:
     return out
 
 
+def left_out(protocol: Protocol) -> dict[str, str]:
+    """Conditions the protocol lists but cannot run, each with why and the fix: the grid
+    leaves them out (the runner says so once; their claims skip with the reason). Only
+    Ramesh & Li's conditions today, whose map W is fitted on ``[translator] texts``; a run
+    that names one of them explicitly still refuses, naming the key."""
+    if protocol.translator.texts:
+        return {}
+    listed = [*protocol.run.extension_conditions, *protocol.run.appendix_conditions]
+    return {
+        c: f"{c} needs [translator] texts (Ramesh & Li fit W on texts both models read), "
+        'which this protocol leaves empty: set it to a JSONL of at least d_A {"text"} rows '
+        "disjoint from the eval to run it"
+        for c in listed
+        if c in CONDITIONS and CONDITIONS[c].reads_map_texts
+    }
+
+
 def jobs(
     protocol: Protocol,
     groups: Iterable[Group] = ("primary", "strict"),
@@ -77,9 +95,14 @@ def jobs(
     ``groups`` chooses which of the protocol's ``[run]`` condition lists take part;
     ``conditions`` (a list of names) replaces them. Deterministic conditions write one file;
     seed-dependent ones one file per seed. The file name carries the alpha the protocol gives
-    the condition (``alpha_for``).
+    the condition (``alpha_for``). Listed conditions the protocol cannot run
+    (:func:`left_out`) are not in the grid; named in ``conditions``, they are.
     """
-    names = list(conditions) if conditions is not None else _group_conditions(protocol, groups)
+    if conditions is not None:
+        names = list(conditions)
+    else:
+        skip = left_out(protocol)
+        names = [c for c in _group_conditions(protocol, groups) if c not in skip]
     seed_list = list(protocol.run.seeds if seeds is None else seeds)
     check_seeds(seed_list)
     dirs = list(protocol.run.directions if directions is None else directions)
@@ -103,7 +126,8 @@ def expected(
 
     ``every_extension``: add every registered extension condition, listed in the protocol or
     not (files a user ran by hand are checked like the grid when present)."""
-    names = _group_conditions(protocol, groups)
+    skip = left_out(protocol)
+    names = [c for c in _group_conditions(protocol, groups) if c not in skip]
     if every_extension:
         extra = [n for n, c in CONDITIONS.items() if c.group == "extension"]
         names = list(dict.fromkeys(names + extra))
