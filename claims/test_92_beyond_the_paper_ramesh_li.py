@@ -93,17 +93,23 @@ def _independent_withheld(source: Source) -> None:
         pytest.skip(f"{source.name} runs the identical-model setting (see the ordering claim)")
 
 
+def _assert_beats_withheld(source: Source, measured, condition: str, baseline: str) -> None:
+    """Between independent models with the context withheld: ``condition``'s paired 95% CI
+    vs ``baseline`` lies above zero (the message names the searched layers)."""
+    _independent_withheld(source)
+    _need_rl(source, condition, baseline)
+    row = cmp(source, condition, baseline)
+    msg = measured(f"{ci(row)}; {_layers(source, condition)}", **ci_values(row))
+    assert row.ci_low > 0, msg
+
+
 def test_their_replace_with_w_beats_no_injection_in_the_withheld_regime(
     source: Source, measured
 ) -> None:
     """Ramesh & Li, Section 4.1: in the coordination games, activation communication beats
     B alone -- with the context withheld from the receiver, ``rl_map_replace`` (their W, their
     searched layers) has a paired 95% CI vs no-injection above zero."""
-    _independent_withheld(source)
-    _need_rl(source, REPLACE, "no_inject")
-    row = cmp(source, REPLACE, "no_inject")
-    msg = measured(f"{ci(row)}; {_layers(source, REPLACE)}", **ci_values(row))
-    assert row.ci_low > 0, msg
+    _assert_beats_withheld(source, measured, REPLACE, "no_inject")
 
 
 def test_their_replace_with_w_beats_the_natural_language_relay_in_the_withheld_regime(
@@ -112,11 +118,7 @@ def test_their_replace_with_w_beats_the_natural_language_relay_in_the_withheld_r
     """Ramesh & Li, Sections 4.1-4.2: activation communication outperforms natural-language
     communication -- with the context withheld, ``rl_map_replace``'s paired 95% CI vs the
     relay lies above zero."""
-    _independent_withheld(source)
-    _need_rl(source, REPLACE, "nl_relay")
-    row = cmp(source, REPLACE, "nl_relay")
-    msg = measured(f"{ci(row)}; {_layers(source, REPLACE)}", **ci_values(row))
-    assert row.ci_low > 0, msg
+    _assert_beats_withheld(source, measured, REPLACE, "nl_relay")
 
 
 def test_their_replace_with_w_is_not_destructive_in_the_withheld_regime(
@@ -183,11 +185,7 @@ def test_the_map_free_coordinate_combine_beats_no_injection_between_independent_
     min(d_A, d_B) coordinates, their main cross-width condition -- with the context withheld,
     ``rl_coords_replace`` (replace named in advance) between the independently trained mini
     models has a paired 95% CI vs no-injection above zero."""
-    _independent_withheld(source)
-    _need_rl(source, COORDS_REPLACE, "no_inject")
-    row = cmp(source, COORDS_REPLACE, "no_inject")
-    msg = measured(f"{ci(row)}; {_layers(source, COORDS_REPLACE)}", **ci_values(row))
-    assert row.ci_low > 0, msg
+    _assert_beats_withheld(source, measured, COORDS_REPLACE, "no_inject")
 
 
 def test_their_map_injects_at_the_receivers_native_scale(source: Source, measured) -> None:

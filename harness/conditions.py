@@ -236,17 +236,25 @@ def _translated(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffl
     return out
 
 
-def _last_token(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
-    assert spec is not None
-    combine = {"additive": "sum", "mean": "mean", "replace": "replace"}[spec.mode]
-    return {
-        "mode": f"last_token_{combine}",
-        "timing": spec.timing,
-        "positions": "last_token",
-        "combine": combine,
-        "scale": spec.scale if spec.mode == "additive" else None,
-        "source": "translated_sender_last_token",
-    }
+def _last_token_record(family: str, source: str) -> InjectionRecord:
+    """The record of a last-token condition: ``{family}_{combine}`` from ``source``."""
+
+    def record(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
+        assert spec is not None
+        combine = {"additive": "sum", "mean": "mean", "replace": "replace"}[spec.mode]
+        return {
+            "mode": f"{family}_{combine}",
+            "timing": spec.timing,
+            "positions": "last_token",
+            "combine": combine,
+            "scale": spec.scale if spec.mode == "additive" else None,
+            "source": source,
+        }
+
+    return record
+
+
+_last_token = _last_token_record("last_token", "translated_sender_last_token")
 
 
 def _causal(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
@@ -422,19 +430,7 @@ for _c in (
 # are deterministic (W is a float64 least-squares solution on fixed texts), so each runs
 # once: one file, no seed (pooling identical seed files would only narrow the CI).
 def _ramesh_li(source: str) -> InjectionRecord:
-    def record(spec: InjectionSpec | None, alpha: float | None, shuffle: Shuffle | None) -> dict:
-        assert spec is not None
-        combine = {"additive": "sum", "mean": "mean", "replace": "replace"}[spec.mode]
-        return {
-            "mode": f"ramesh_li_{combine}",
-            "timing": spec.timing,
-            "positions": "last_token",
-            "combine": combine,
-            "scale": spec.scale if spec.mode == "additive" else None,
-            "source": source,
-        }
-
-    return record
+    return _last_token_record("ramesh_li", source)
 
 
 _RL_COMBINES: tuple[tuple[str, Mode], ...] = (
@@ -442,35 +438,27 @@ _RL_COMBINES: tuple[tuple[str, Mode], ...] = (
     ("mean", "mean"),
     ("replace", "replace"),
 )
+# Per combine: W's condition, then the last-coordinates one (translator, label, source).
+_RL_KINDS: tuple[tuple[Literal["raw_map", "coords"], str, str, str], ...] = (
+    ("raw_map", "map", "their W", "raw_map_sender_last_token"),
+    ("coords", "coords", "last coords", "sender_last_token_last_coordinates"),
+)
 for _f, _mode in _RL_COMBINES:
-    register(
-        Condition(
-            name=f"rl_map_{_f}",
-            group="extension",
-            deterministic=True,
-            alpha=None,
-            label=f"R&L {_f}, their W",
-            plan=InjectionPlan(
-                states="translated", mode=_mode, translator="raw_map", last_token=True,
-                scale=1.0 if _mode == "additive" else None,
-            ),
-            injection_record=_ramesh_li("raw_map_sender_last_token"),
-        )
-    )  # fmt: skip
-    register(
-        Condition(
-            name=f"rl_coords_{_f}",
-            group="extension",
-            deterministic=True,
-            alpha=None,
-            label=f"R&L {_f}, last coords",
-            plan=InjectionPlan(
-                states="translated", mode=_mode, translator="coords", last_token=True,
-                scale=1.0 if _mode == "additive" else None,
-            ),
-            injection_record=_ramesh_li("sender_last_token_last_coordinates"),
-        )
-    )  # fmt: skip
+    for _translator, _prefix, _what, _source in _RL_KINDS:
+        register(
+            Condition(
+                name=f"rl_{_prefix}_{_f}",
+                group="extension",
+                deterministic=True,
+                alpha=None,
+                label=f"R&L {_f}, {_what}",
+                plan=InjectionPlan(
+                    states="translated", mode=_mode, translator=_translator, last_token=True,
+                    scale=1.0 if _mode == "additive" else None,
+                ),
+                injection_record=_ramesh_li(_source),
+            )
+        )  # fmt: skip
 # Ramesh & Li's conditions as they define them (issue #28).
 RAMESH_LI_CONDITIONS: tuple[str, ...] = tuple(
     n for n, c in CONDITIONS.items() if c.plan and c.plan.translator in ("raw_map", "coords")

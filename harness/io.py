@@ -1,4 +1,4 @@
-"""Small I/O helpers: atomic writes and file hashing.
+"""Small I/O helpers: atomic writes, file hashing, and where the on-disk cache lives.
 
 Writing to a path that is a symbolic link writes through the link: the link's final target is
 replaced atomically and the link stays. A path (or a link's target) that exists and is not a
@@ -20,6 +20,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "cache_root",
     "check_output_dir",
     "check_output_file",
     "read_bytes_bounded",
@@ -28,6 +29,16 @@ __all__ = [
     "short_hash",
     "write_target",
 ]
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_root() -> Path:
+    """Root of the on-disk cache (``$HARNESS_CACHE`` or ``.cache/harness`` in the checkout):
+    the result store (:mod:`harness.sources.store`) and the decompressed paper artifact
+    (:mod:`harness.spec.artifact`) live under it."""
+    return Path(os.environ.get("HARNESS_CACHE", _REPO_ROOT / ".cache" / "harness"))
+
 
 # The most any input file (result, eval, status, protocol) may hold: the largest result file
 # of the paper artifact is about 1 MB, so this leaves room and still bounds what is read.

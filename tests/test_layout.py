@@ -23,7 +23,7 @@ SHARED = (
     "events",
     "io",
     "protocol",
-    "sources",
+    *sorted(f"sources/{p.stem}" for p in (HARNESS / "sources").glob("*.py")),
     "text",
 )
 

@@ -176,3 +176,17 @@ def test_a_bad_source_stops_the_claims_run_with_one_line(
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("ERROR: --source: "), proc.stderr
     assert message in lines[0] and "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_the_sources_package_re_exports_every_public_name_of_its_modules() -> None:
+    """``from harness.sources import X`` works for whatever a module of the package offers
+    (one module per concept: source, registry, artifact, store)."""
+    import importlib
+
+    import harness.sources as pkg
+
+    for module in ("source", "registry", "artifact", "store"):
+        mod = importlib.import_module(f"harness.sources.{module}")
+        missing = [n for n in mod.__all__ if getattr(pkg, n, None) is not getattr(mod, n)]
+        assert not missing, f"harness.sources does not re-export {module}.{missing}"
+        assert set(mod.__all__) <= set(pkg.__all__)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import gzip
-import hashlib
 import io
 import math
 import statistics
@@ -29,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis.results import ResultFile
-from harness.analysis.tables import run_scores
+from harness.analysis.tables import pair_baseline, run_scores
 from harness.errors import HarnessError
-from harness.spec.artifact import VENDORED
+from harness.spec.artifact import VENDORED, read_verified
 
 __all__ = [
     "PUBLISHED_TABLES",
@@ -107,22 +105,9 @@ class PublishedTables:
 
 
 def _read(root: Path, rel: str) -> str:
-    src = root / f"{rel}.gz"
     fix = "restore it with 'git checkout -- vendor/paper-artifact/tables'"
-    try:
-        data = gzip.decompress(src.read_bytes())
-    except FileNotFoundError:
-        raise HarnessError(f"published table {src} is missing", fix) from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise HarnessError(f"published table {src} is unreadable ({exc})", fix) from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != PUBLISHED_TABLES[rel]:
-        raise HarnessError(
-            f"published table {src} has SHA-256 {got[:12]}..., expected "
-            f"{PUBLISHED_TABLES[rel][:12]}... (tampered or damaged)",
-            fix,
-        )
-    return data.decode("utf-8")
+    src = root / f"{rel}.gz"
+    return read_verified(src, PUBLISHED_TABLES[rel], "published table", fix).decode("utf-8")
 
 
 def _rows(root: Path, rel: str) -> list[dict[str, str]]:
@@ -229,16 +214,15 @@ def rerun_gap(
     """
 
     def per_sample(files, base) -> dict[object, dict[str, int]]:
-        scores = _by_seed(files, metric)
         if not base:
-            return scores
-        bscores = _by_seed(base, metric)
+            return _by_seed(files, metric)
         out = {}
-        for seed, s in scores.items():
-            b = bscores.get(seed) or (next(iter(bscores.values())) if len(bscores) == 1 else None)
+        for f in files:  # paired as the suite's comparisons pair (tables.pair_baseline)
+            b = pair_baseline(base, f.seed)
             if b is None:
-                raise HarnessError(f"no baseline run pairs with seed {seed}")
-            out[seed] = {sid: v - b[sid] for sid, v in s.items() if sid in b}
+                raise HarnessError(f"no baseline run pairs with seed {f.seed}")
+            s, bs = run_scores(f, metric), run_scores(b, metric)
+            out[f.seed] = {sid: v - bs[sid] for sid, v in s.items() if sid in bs}
         return out
 
     got = per_sample(rerun, rerun_baseline)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ __all__ = [
     "ComparisonRow",
     "SummaryRow",
     "compare",
+    "pair_baseline",
     "paired_deltas",
     "run_scores",
     "summarize",
@@ -106,14 +108,19 @@ class ComparisonRow:
         return self.ci_low <= 0.0 <= self.ci_high
 
 
+def pair_baseline(candidates: Sequence[ResultFile], seed: object) -> ResultFile | None:
+    """The baseline run a run of ``seed`` pairs with: the one with the same seed, else the
+    only one (a deterministic baseline); None when neither exists."""
+    for b in candidates:
+        if b.seed == seed:
+            return b
+    return candidates[0] if len(candidates) == 1 else None
+
+
 def _baseline_for(
     results: ResultSet, baseline: str, direction: str, run: ResultFile
 ) -> ResultFile | None:
-    candidates = results.runs(baseline, direction)
-    for b in candidates:
-        if b.seed == run.seed:
-            return b
-    return candidates[0] if len(candidates) == 1 else None
+    return pair_baseline(results.runs(baseline, direction), run.seed)
 
 
 def paired_deltas(

@@ -12,10 +12,10 @@ __all__ = ["dirs_of", "fmt", "print_table", "protocol_of", "results_of", "with_d
 
 
 def default_dirs(artifact: str | None) -> list[Path]:
+    from harness.sources import paper_result_dirs
     from harness.spec.artifact import locate_artifact
 
-    root = locate_artifact(artifact)
-    return [root / "results" / "final", root / "results" / "final_strict_controls"]
+    return paper_result_dirs(locate_artifact(artifact))
 
 
 def dirs_of(args: argparse.Namespace) -> list[Path]:

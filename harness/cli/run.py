@@ -106,13 +106,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Handler of ``run``: prints the written files' folder and the wall time."""
-    from harness.model.devices import check_device, check_threads
+    from harness.model.devices import check_settings
     from harness.protocol import load_protocol
     from harness.run.runner import RunOptions, run_protocol
     from harness.spec.rules import seed_problems
 
-    check_device(args.device)  # before any work: the machine must be able to run it
-    check_threads(args.threads)
+    check_settings(args.device, args.threads)  # before any work: the machine must run it
     proto = load_protocol(args.protocol)
     conditions = _list_arg(args.conditions)
     include_appendix = False

@@ -549,10 +549,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train_all(args: argparse.Namespace) -> int:
     """Train the models ``args`` names (each bad setting is refused before any work)."""
-    from harness.model.devices import check_device, check_threads
+    from harness.model.devices import check_settings
 
-    check_device(args.device)
-    check_threads(args.threads)
+    check_settings(args.device, args.threads)
     default_steps = {"receiver": 5000, "sender": 2500}
     default_lr = {"receiver": 2e-3, "sender": 2e-3}
     whichs = ("receiver", "sender") if args.which == "both" else (args.which,)

@@ -9,6 +9,7 @@ from typing import Any
 __all__ = [
     "auto_batch_size",
     "check_device",
+    "check_settings",
     "check_threads",
     "device_free_bytes",
     "resolve_device",
@@ -91,6 +92,14 @@ def check_threads(threads: int | None, option: str = "--threads") -> None:
         raise HarnessError(
             f"{option} {threads}: this machine has {cpus} CPU(s)", f"use a value in 1 .. {cpus}"
         )
+
+
+def check_settings(device: str, threads: int | None) -> None:
+    """The preamble of every command that runs models: refuse, before any work, a
+    ``--device`` or ``--threads`` this machine cannot honour (:func:`check_device`,
+    :func:`check_threads`)."""
+    check_device(device)
+    check_threads(threads)
 
 
 def device_free_bytes(device: str) -> int | None:

@@ -197,14 +197,9 @@ def _setup(run: Any, d: _Direction) -> _Setup:
         )
     t0 = time.perf_counter()
     sb, rb = blocks(sender.model), blocks(receiver.model)
-    text_a = last_states(
-        sender.model, [m for _, m in sb], run.encode(texts, sender.tokenizer),
-        pad_id=sender.pad_id, batch_size=run.bs,
-    )  # fmt: skip
-    text_b = last_states(
-        receiver.model, [m for _, m in rb], run.encode(texts, receiver.tokenizer),
-        pad_id=receiver.pad_id, batch_size=run.bs,
-    )  # fmt: skip
+    text_a, text_b = _pair_last_states(
+        run, d, sb, rb, run.encode(texts, sender.tokenizer), run.encode(texts, receiver.tokenizer)
+    )
     val_frac = p.translator.val_frac
 
     def fit_w(k: int, j: int) -> Translator:
@@ -235,6 +230,23 @@ def _setup(run: Any, d: _Direction) -> _Setup:
     run.timings["ramesh_li_setup_s"] = time.perf_counter() - t0
     d.ramesh_li = _Setup(sb, rb, record, searches)
     return d.ramesh_li
+
+
+def _pair_last_states(
+    run: Any,
+    d: _Direction,
+    sb: list[tuple[str, nn.Module]],
+    rb: list[tuple[str, nn.Module]],
+    ids_a: list[list[int]],
+    ids_b: list[list[int]],
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The sender's last-token states after each of ``sb`` on ``ids_a``, and the receiver's
+    after each of ``rb`` on ``ids_b`` (sender first)."""
+    a = last_states(d.sender.model, [m for _, m in sb], ids_a, pad_id=d.sender.pad_id,
+                    batch_size=run.bs)  # fmt: skip
+    b = last_states(d.receiver.model, [m for _, m in rb], ids_b, pad_id=d.receiver.pad_id,
+                    batch_size=run.bs)  # fmt: skip
+    return a, b
 
 
 def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -370,11 +382,8 @@ def _score_grid(
     gold: list[int],
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    sender, receiver = d.sender, d.receiver
-    a_all = last_states(sender.model, [m for _, m in sb], ids_a, pad_id=sender.pad_id,
-                        batch_size=run.bs)  # fmt: skip
-    b_all = last_states(receiver.model, [m for _, m in rb], ids_b, pad_id=receiver.pad_id,
-                        batch_size=run.bs)  # fmt: skip
+    receiver = d.receiver
+    a_all, b_all = _pair_last_states(run, d, sb, rb, ids_a, ids_b)
     prefixes = _Prefixes(receiver, ids_b, _search_batch(receiver, ids_b, run.bs))
     base = prefixes.scores(None, None, gold)
     acc = [[0.0] * len(rb) for _ in sb]

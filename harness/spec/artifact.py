@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_bytes, sha256_file
+from harness.io import atomic_write_bytes, cache_root, sha256_file
 
 __all__ = [
     "ARTIFACT_COMMIT",
@@ -36,6 +36,7 @@ __all__ = [
     "check_explicit_artifact",
     "find_artifact",
     "locate_artifact",
+    "read_verified",
     "repo_path",
     "vendored_artifact",
     "verify_artifact",
@@ -107,20 +108,26 @@ def _vendored_bytes(rel: str, digest: str) -> bytes:
     """The uncompressed bytes of one vendored file, refused unless they match ``digest``."""
     src = VENDORED / rel if rel == "LICENSE" else VENDORED / f"{rel}.gz"
     fix = "restore it with 'git checkout -- vendor/paper-artifact', or pass --artifact PATH"
+    return read_verified(
+        src, digest, "vendored paper artifact file", fix, compressed=rel != "LICENSE"
+    )
+
+
+def read_verified(src: Path, digest: str, what: str, fix: str, *, compressed: bool = True) -> bytes:
+    """The bytes of the vendored file ``src`` (gunzipped when ``compressed``), refused with
+    one line naming ``what`` and ``fix`` when it is missing, unreadable or not ``digest``."""
     try:
         raw = src.read_bytes()
-        data = raw if rel == "LICENSE" else gzip.decompress(raw)
+        data = gzip.decompress(raw) if compressed else raw
     except FileNotFoundError:
-        raise HarnessError(f"vendored paper artifact file {src} is missing", fix) from None
+        raise HarnessError(f"{what} {src} is missing", fix) from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise HarnessError(
-            f"vendored paper artifact file {src} is unreadable ({exc})", fix
-        ) from None
+        raise HarnessError(f"{what} {src} is unreadable ({exc})", fix) from None
     got = hashlib.sha256(data).hexdigest()
     if got != digest:
         raise HarnessError(
-            f"vendored paper artifact file {src} has SHA-256 {got[:12]}..., "
-            f"expected {digest[:12]}... (tampered or damaged)",
+            f"{what} {src} has SHA-256 {got[:12]}..., expected {digest[:12]}... "
+            "(tampered or damaged)",
             fix,
         )
     return data
@@ -151,9 +158,7 @@ def vendored_artifact(cache: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", _REPO_ROOT / ".cache" / "harness")) / (
-        "paper-artifact"
-    )
+    return cache_root() / "paper-artifact"
 
 
 def find_artifact(explicit: str | os.PathLike[str] | None = None) -> Path | None:

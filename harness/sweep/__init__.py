@@ -22,11 +22,10 @@ from harness.sources import (
     Source,
     SourceSpec,
     SourceUnavailable,
-    _runner_compute,
-    cached_results,
     load_source,
+    runner_source,
     source_spec,
-    weights_problem,
+    store,
 )
 from harness.spec.sweep import (
     Point,
@@ -106,39 +105,21 @@ def cache_name(point: Point) -> str:
 def sealed_results(point: Point) -> Path | None:
     """The point's cached result folder if it is complete (computed and sealed), else None;
     never computes."""
-    from harness.run.inputs import source_fingerprint
-    from harness.sources import cache_root
-
-    root = (
-        cache_root()
-        / cache_name(point)
-        / f"{point.protocol.hash}-{source_fingerprint(point.protocol)}"
-    )
-    return root / "results" if (root / "complete.json").is_file() else None
+    return store.sealed_results(cache_name(point), point.protocol)
 
 
 def load_point_source(token: str, *, artifact: str | None = None, device: str = "cpu") -> Source:
     """A sweep point as a runner source (computed once into the cache), or
     :class:`SourceUnavailable` with the reason (e.g. its weights are absent)."""
     sweep, point = point_of(token)
-    proto = point.protocol
-    problem = weights_problem(proto)
-    if problem:
-        raise SourceUnavailable(problem)
-    eval_path = proto.eval_path(artifact)
-    if not eval_path.is_file():
-        raise SourceUnavailable(f"{point.name}: eval set {eval_path} not found")
-    from harness.model.devices import resolve_device
-
-    name = cache_name(point)
-    results = cached_results(
-        name,
-        proto,
-        _runner_compute(name, proto, resolve_device(device), artifact),
-        eval_path=eval_path,
+    return runner_source(
+        point.name,
+        point.protocol,
+        cache_name=cache_name(point),
+        artifact=artifact,
+        device=device,
+        meta={"protocol": token, "sweep": sweep.name, "point": point.label},
     )
-    meta = {"protocol": token, "sweep": sweep.name, "point": point.label}
-    return Source(point.name, proto, [results], eval_path, meta=meta)
 
 
 def spec_of(token: str) -> SourceSpec:

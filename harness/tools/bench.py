@@ -582,14 +582,12 @@ def _bench(args: Any) -> int:
     from harness.text import printable
 
     check_output_file(args.out, "--out")  # before minutes of timing, not after
-    for name in ("batch", "new_tokens", "repeats", "workers"):
+    bounds = {"batch": (1, 4096), "new_tokens": (1, 4096), "repeats": (1, 4096),
+              "workers": (1, 4096), "ab_blocks": (0, 1000), "lockstep_pairs": (0, 1000)}  # fmt: skip
+    for name, (lo, hi) in bounds.items():
         value = getattr(args, name)
-        if not 1 <= value <= 4096:
-            raise HarnessError(f"--{name.replace('_', '-')} {value}: must be in 1 .. 4096")
-    for name in ("ab_blocks", "lockstep_pairs"):
-        value = getattr(args, name)
-        if not 0 <= value <= 1000:
-            raise HarnessError(f"--{name.replace('_', '-')} {value}: must be in 0 .. 1000")
+        if not lo <= value <= hi:
+            raise HarnessError(f"--{name.replace('_', '-')} {value}: must be in {lo} .. {hi}")
     skip = set(filter(None, args.skip.split(",")))
     report: dict[str, Any] = {
         "machine": {
