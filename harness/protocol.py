@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "protocols"
+_UNSET_LAYERS = ("sender_layer", "receiver_layer")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class ModelsSpec:
     receiver: str
     revision: str
     relative_depth: float
+    # explicit block indices (output of block k of the sender, j of the receiver; a layer-pair
+    # sweep's axes); -1 leaves the block to ``relative_depth``
+    sender_layer: int
+    receiver_layer: int
     tokenizer: str
 
 
@@ -187,8 +192,16 @@ class Protocol:
 
     @property
     def hash(self) -> str:
-        """SHA-256 of the canonical JSON of every protocol value (short hex, 16 chars)."""
-        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON of every protocol value (short hex, 16 chars).
+
+        An unset explicit layer (``models.sender_layer`` / ``receiver_layer`` = -1, the block
+        ``relative_depth`` picks) is left out, so protocols written before those keys existed
+        keep their hash, their caches and their result files' ``protocol_hash``."""
+        d = self.to_dict()
+        for key in _UNSET_LAYERS:
+            if d["models"][key] == -1:
+                del d["models"][key]
+        canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
     def alpha_for(self, which: str | None) -> float | None:
@@ -322,6 +335,8 @@ _WARMUP = _between(0, 1, hi_open=True)
 # key -> (rule, allowed values as the error says them)
 RULES: dict[str, tuple[Any, str]] = {
     "models.relative_depth": _OPEN_FRACTION,
+    "models.sender_layer": _count(4096, lo=-1, why=" (a block index; -1: relative_depth's)"),
+    "models.receiver_layer": _count(4096, lo=-1, why=" (a block index; -1: relative_depth's)"),
     "eval.n": _ROWS,
     "eval.strict_n": _ROWS,
     "prompt.max_length": _TOKENS,
@@ -364,6 +379,25 @@ def _value(p: Protocol, key: str) -> Any:
     return getattr(getattr(p, section), name)
 
 
+def _layer_problems(p: Protocol) -> list[str]:
+    """An explicit layer past the last block of a local model folder (its ``config.json``);
+    a hub model's is checked when it loads."""
+    out = []
+    for key, model in (("sender_layer", p.models.sender), ("receiver_layer", p.models.receiver)):
+        layer = getattr(p.models, key)
+        if layer < 0 or not model or model.startswith("artifact:"):
+            continue
+        config = p.resolve_path(model) / "config.json"
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a hub id, or a folder the loader will name
+        n = data.get("num_hidden_layers", data.get("n_layer")) if isinstance(data, dict) else None
+        if isinstance(n, int) and not isinstance(n, bool) and layer >= n:
+            out.append(f"models.{key} = {layer}: {model} has {n} blocks (0..{n - 1}, or -1)")
+    return out
+
+
 def protocol_problems(p: Protocol) -> list[str]:
     """Every rule ``p`` breaks, one line each (key, value, what is allowed); empty when valid.
 
@@ -404,6 +438,7 @@ def protocol_problems(p: Protocol) -> list[str]:
         out.append("decoding.do_sample = true: must be false (the runner decodes greedily)")
     if not p.models.sender or not p.models.receiver:
         out.append("models.sender and models.receiver: must name a hub id or a local folder")
+    out += _layer_problems(p)
     if not (len(p.eval.sha256) == 64 and set(p.eval.sha256) <= _HEX):
         out.append(f"eval.sha256 = {p.eval.sha256!r}: must be 64 lowercase hex digits")
     if p.eval.strict_n > p.eval.n:

@@ -30,6 +30,8 @@ sender = "{sender}"
 receiver = "{receiver}"
 revision = "main"
 relative_depth = 0.67
+sender_layer = -1
+receiver_layer = -1
 tokenizer = "{tokenizer}"
 [eval]
 path = "{eval_path}"

@@ -50,6 +50,13 @@ def test_hash_is_stable_and_changes_with_any_value(tmp_path: Path) -> None:
     [
         ("best_alpha = 0.30", "best_alpah = 0.30", "unknown protocol key injection.best_alpah"),
         ("relative_depth = 0.67", "relative_depth = 1.5", "relative_depth = 1.5: must be (0, 1)"),
+        (
+            "sender_layer = -1 ",
+            "sender_layer = -2 ",
+            "models.sender_layer = -2: must be an integer >= -1",
+        ),
+        ("receiver_layer = -1 ", "receiver_layer = 5000 ", "models.receiver_layer = 5000: must be"),
+        ("receiver_layer = -1 ", "receiver_layer = 1.5 ", "models.receiver_layer must be int"),
         ("seeds = [42, 123, 456]", "seeds = []", "run.seeds = []: must hold at least one seed"),
         ('method = "adamw"', 'method = "sgd"', "translator.method = 'sgd'"),
         ("max_length = 256", 'max_length = "256"', "prompt.max_length must be int"),

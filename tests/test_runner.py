@@ -444,3 +444,51 @@ def test_the_worked_example_mean_ablation_runs_end_to_end_and_validates(
     assert [r["prediction"] for r in f.per_sample] != plain
     rep = validate([results, out], load_protocol(tiny_protocol))  # the grid beside it
     assert rep.blocking_passed, [c for c in rep.checks if not c.passed]
+
+
+def test_explicit_layers_pick_the_blocks_and_leave_default_protocols_unchanged(
+    tmp_path,
+) -> None:
+    """``models.sender_layer`` / ``receiver_layer`` (a layer-pair sweep's axes) choose the
+    capture and injection blocks over ``relative_depth`` and are recorded in the file; at -1
+    they change neither the protocol hash nor the file's keys; a block the model lacks is a
+    one-line error naming the key, before any generation."""
+    import hashlib
+
+    from tests.model_fixtures import build_tiny_experiment, edit_protocol
+
+    path = build_tiny_experiment(tmp_path / "exp", seeds=(42,))
+    base = load_protocol(path)
+    unset = base.to_dict()
+    for key in ("sender_layer", "receiver_layer"):
+        assert unset["models"].pop(key) == -1
+    canon = json.dumps(unset, sort_keys=True, separators=(",", ":"))
+    assert base.hash == hashlib.sha256(canon.encode()).hexdigest()[:16]
+    explicit = tmp_path / "exp" / "explicit.toml"
+    explicit.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    edit_protocol(explicit, {"models": {"sender_layer": 0, "receiver_layer": 4}})
+    proto = load_protocol(explicit)
+    assert proto.hash != base.hash
+    assert (proto.models.sender_layer, proto.models.receiver_layer) == (0, 4)
+    kw = dict(conditions=["no_inject", "replace"], seeds=[42], limit=2, progress=False)
+    (default_file,) = [
+        p for p in run_protocol(str(path), tmp_path / "a", **kw) if "_replace_" in p.name
+    ]
+    (explicit_file,) = [
+        p for p in run_protocol(str(explicit), tmp_path / "b", **kw) if "_replace_" in p.name
+    ]
+    d, e = load_result_file(default_file).raw, load_result_file(explicit_file).raw
+    assert "layers" not in d["config"]
+    assert e["config"]["layers"] == {"sender": 0, "receiver": 4}
+    # relative depth 0.67 of 3 and 6 blocks: blocks 2 and 4; explicit: 0 and 4
+    assert (d["models"]["layer_a"], d["models"]["layer_b"]) == (
+        "gpt_neox.layers.2",
+        "gpt_neox.layers.4",
+    )
+    assert (e["models"]["layer_a"], e["models"]["layer_b"]) == (
+        "gpt_neox.layers.0",
+        "gpt_neox.layers.4",
+    )
+    edit_protocol(explicit, {"models": {"sender_layer": 3}})
+    with pytest.raises(HarnessError, match=r"models\.sender_layer = 3, but .* has 3 blocks"):
+        run_protocol(str(explicit), tmp_path / "c", **kw)

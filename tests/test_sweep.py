@@ -320,3 +320,27 @@ def test_the_sweep_command_prints_the_picture_and_refuses_a_bad_sweep_in_one_lin
     assert main(["sweep", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "point 1.5: models.relative_depth = 1.5: must be (0, 1)" in err[0]
+
+
+def test_the_layer_pair_sweep_is_a_k_by_j_grid_checked_against_the_models_blocks(tmp_path):
+    """``protocols/sweeps/layers.toml``: 3 x 3 explicit (k, j) points, each its own protocol;
+    a block past the receiver's last (8 blocks: 0..7) is refused when the sweep loads,
+    naming the point and the model, before any work."""
+    from harness.errors import HarnessError
+    from harness.protocol import PROTOCOL_DIR
+    from harness.spec.sweep import load_sweep
+
+    shipped = PROTOCOL_DIR / "sweeps" / "layers.toml"
+    s = load_sweep(shipped)
+    assert len(s.points) == 9 and len({p.protocol.hash for p in s.points}) == 9
+    ks = sorted({p.protocol.models.sender_layer for p in s.points})
+    js = sorted({p.protocol.models.receiver_layer for p in s.points})
+    assert (ks, js) == ([1, 3, 4], [2, 5, 7])
+    bad = tmp_path / "bad.toml"
+    text = shipped.read_text(encoding="utf-8").replace("values = [2, 5, 7]", "values = [2, 5, 8]")
+    text = text.replace('"j7"', '"j8"')
+    bad.write_text(text.replace('"../mini.toml"', f'"{PROTOCOL_DIR / "mini.toml"}"'))
+    with pytest.raises(
+        HarnessError, match=r"point .*j8: models\.receiver_layer = 8: .* has 8 blocks"
+    ):
+        load_sweep(bad)

@@ -241,9 +241,19 @@ def block_index(relative_depth: float, n_layers: int) -> int:
     return idx
 
 
-def resolve_block(model: nn.Module, relative_depth: float) -> tuple[str, nn.Module, int]:
-    """(module name, module, index) of the block whose output is "relative depth d"."""
+def resolve_block(
+    model: nn.Module, relative_depth: float, layer: int = -1, *, key: str = "layer"
+) -> tuple[str, nn.Module, int]:
+    """(module name, module, index) of the block whose output is "relative depth d", or of
+    block ``layer`` where it is set (>= 0; ``key`` names the protocol key in the error)."""
     prefix, blocks = block_list(model)
+    if layer >= 0:
+        if layer >= len(blocks):
+            raise HarnessError(
+                f"models.{key} = {layer}, but {type(model).__name__} has {len(blocks)} blocks",
+                f"use a block index in 0..{len(blocks) - 1}, or -1 for relative_depth's",
+            )
+        return f"{prefix}.{layer}", blocks[layer], layer
     idx = block_index(relative_depth, len(blocks))
     return f"{prefix}.{idx}", blocks[idx], idx
 
@@ -265,6 +275,15 @@ class ModelPair:
     init: str
     sender_tokenizer: Any = None  # None: the sender shares ``tokenizer``
     sender_tokenizer_source: str = ""
+    sender_layer: int = -1  # explicit block indices of the protocol's sender and receiver
+    receiver_layer: int = -1  # (-1: the block relative_depth picks)
+
+    def block_of(self, model: nn.Module) -> tuple[str, nn.Module, int]:
+        """The injection / capture block of ``model`` (the protocol's sender or receiver,
+        whichever role it plays in a direction): its explicit layer, or relative_depth's."""
+        if model is self.sender:
+            return resolve_block(model, self.relative_depth, self.sender_layer, key="sender_layer")
+        return resolve_block(model, self.relative_depth, self.receiver_layer, key="receiver_layer")
 
     def tokenizers(self, direction: str) -> tuple[Any, Any]:
         """(sender-role tokenizer, receiver-role tokenizer) for ``fwd`` or ``rev``."""
@@ -345,6 +364,8 @@ def load_pair(
         tokenizer_source=tok_used,
         relative_depth=models.relative_depth,
         init=init,
+        sender_layer=models.sender_layer,
+        receiver_layer=models.receiver_layer,
         sender_tokenizer=sender_tok,
         sender_tokenizer_source=sender_tok_used,
     )

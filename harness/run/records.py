@@ -94,6 +94,16 @@ def check_token_match(
             )
 
 
+def _explicit_layers(protocol: Protocol) -> dict[str, Any]:
+    """``config.layers`` where the protocol sets explicit blocks (a layer-pair sweep's
+    points); absent otherwise, so files of a relative-depth protocol keep the artifact's
+    keys."""
+    m = protocol.models
+    if m.sender_layer < 0 and m.receiver_layer < 0:
+        return {}
+    return {"layers": {"sender": m.sender_layer, "receiver": m.receiver_layer}}
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -212,6 +222,7 @@ def build_result(
         "n_samples": n,
         "max_length": protocol.prompt.max_length,
         "layer_rel": protocol.models.relative_depth,
+        **_explicit_layers(protocol),
         "device": device,
         "generation": protocol.decoding.generation_config(),
         "sender_generation": (protocol.decoding.relay_generation_config() if cond.relay else None),

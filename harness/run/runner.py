@@ -39,7 +39,7 @@ from harness.model.injection import (
     PrefillInjection,
     pad_sources,
 )
-from harness.model.models import ModelPair, load_pair, resolve_block
+from harness.model.models import ModelPair, load_pair
 from harness.model.plans import build_sources
 from harness.protocol import Protocol, load_protocol
 from harness.run.cache import RunCache, ids_hash, short_hash
@@ -118,7 +118,7 @@ class _Run:
             decoding = self.p.decoding
 
             def role(kind: str, model: Any, model_name: str, tok: Any) -> Role:
-                site, module, _ = resolve_block(model, self.pair.relative_depth)
+                site, module, _ = self.pair.block_of(model)
                 receiver_side = kind == "receiver"
                 return Role(
                     kind,
@@ -421,9 +421,9 @@ def run_protocol(
     groups += ["extension"] if o.include_extension else []
     groups += ["appendix"] if o.include_appendix else []
     jobs = grid_jobs(proto, groups, conditions=o.conditions, seeds=o.seeds, directions=o.directions)
-    if o.conditions is None:
-        for reason in left_out(proto).values():
-            log.warning("left out: %s", reason)
+    skipped = left_out(proto) if o.conditions is None else {}
+    if skipped:  # one line; the claims that need them skip with the whole reason
+        log.info("left out: %s (%s)", ", ".join(skipped), next(iter(skipped.values())))
     evalset = load_evalset(proto.eval_path(o.artifact), proto.eval.sha256)
     rows = evalset.rows[: o.limit] if o.limit is not None else evalset.rows
     inputs = run_inputs(
