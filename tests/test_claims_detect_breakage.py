@@ -646,3 +646,127 @@ def test_a_passing_claim_with_a_finding_turns_red(tmp_path: Path) -> None:
         ARTIFACT, tmp_path, "-p", "no:xdist", "-q", "-k", "norm_gap", findings=findings
     )
     assert code == 1 and "XPASS(strict)" in out, out[-3000:]
+
+
+# Issue #27, item 9: the best-of-three-f claims of test_91 correct for multiplicity (Holm).
+# The last-token claims need last-token runs, which the paper artifact does not hold, so the
+# corruption is made on a small withheld-regime source written here: 396 eval rows, the relay
+# deterministic, each of Ramesh & Li's three f one seed's run.
+_N_ROWS = 396
+
+
+def _last_token_source(tmp_path: Path, gained: int, lost: int):
+    """A withheld-regime source (protocols/mini-withheld.toml) whose three last-token f each
+    answer ``gained`` rows the relay misses and miss ``lost`` rows the relay answers (a
+    different slice of rows per f), every other row as the relay does."""
+    from harness.analysis.results import write_result_file
+    from harness.protocol import load_protocol
+    from harness.sources import Source
+
+    golds = [f"Name{i}" for i in range(_N_ROWS)]
+    relay = [i % 2 == 0 for i in range(_N_ROWS)]  # the relay answers half the rows
+
+    def data(condition: str, seed: int | None, correct: list[bool]) -> dict:
+        return {
+            "schema_version": "h1_final_runner.v1",
+            "condition": condition,
+            "direction": "fwd",
+            "seed": seed,
+            "deterministic": seed is None,
+            "config": {
+                "clean_eval_hash": "synthetic",
+                "n_samples": _N_ROWS,
+                "generation": {},
+                "layer_rel": 0.5,
+                "max_length": 256,
+            },
+            "models": {},
+            "injection": {},
+            "per_sample": [
+                {"sample_id": f"s{i}", "gold": g, "prediction": g if ok else "I do not know."}
+                for i, (g, ok) in enumerate(zip(golds, correct, strict=True))
+            ],
+            "metrics": {},
+            "diagnostics": {
+                "seq_len_mismatch_count": 0,
+                "token_mismatch_count": 0,
+                "shuffle_self_fallback_count": 0,
+            },
+        }
+
+    out = tmp_path / f"g{gained}-l{lost}"
+    out.mkdir()
+    write_result_file(out, data("nl_relay", None, relay))
+    write_result_file(out, data("no_inject", None, relay))
+    for k, condition in enumerate(("last_token_sum", "last_token_mean", "last_token_replace")):
+        correct = list(relay)
+        misses = [i for i in range(_N_ROWS) if not relay[i]][k * gained : (k + 1) * gained]
+        hits = [i for i in range(_N_ROWS) if relay[i]][k * lost : (k + 1) * lost]
+        for i in misses:
+            correct[i] = True
+        for i in hits:
+            correct[i] = False
+        write_result_file(out, data(condition, 42, correct))
+    return Source(
+        name="holm-check",
+        protocol=load_protocol("mini-withheld"),
+        result_dirs=[out],
+        eval_path=None,
+    )
+
+
+def _holds(claim, source) -> tuple[bool, str, dict[str, float]]:
+    """Call a claim on ``source``: whether it held, its message and its measured numbers."""
+    numbers: dict[str, float] = {}
+
+    def measured(text: str, **values: float) -> str:
+        numbers.update(values)
+        return text
+
+    try:
+        claim(source, measured)
+    except AssertionError as exc:
+        return False, str(exc), numbers
+    return True, "", numbers
+
+
+def test_a_best_of_three_gain_that_only_an_uncorrected_test_sees_turns_the_claim_red(
+    tmp_path: Path,
+) -> None:
+    """Each f answers 13 more rows than the relay and 4 fewer: each f's own 95% CI lies above
+    zero (the uncorrected best-of-three claim passed), but no f survives Holm's first step at
+    0.025 / 3, so "some last-token condition beats the relay" is red. A larger gain (40 rows)
+    passes: the correction demands more evidence, it does not forbid the claim."""
+    from claims.test_91_beyond_the_paper_last_token import (
+        test_activation_communication_beats_the_natural_language_relay as claim,
+    )
+
+    weak = _last_token_source(tmp_path, gained=13, lost=4)
+    rows = [weak.comparisons[(c, "nl_relay")] for c in ("last_token_sum", "last_token_mean")]
+    rows.append(weak.comparisons[("last_token_replace", "nl_relay")])
+    assert all(r.ci_low > 0 for r in rows), rows  # the uncorrected reading holds
+    held, why, numbers = _holds(claim, weak)
+    assert not held and "Holm-adjusted" in why, why
+    assert 0.025 < numbers["holm_p"] <= 3 * 0.025, numbers  # each f alone: p below 0.025
+
+    held, _, numbers = _holds(claim, _last_token_source(tmp_path, gained=40, lost=4))
+    assert held and numbers["holm_p"] <= 0.025, numbers
+
+
+def test_the_no_harm_claim_states_its_power_and_turns_red_when_a_few_rows_are_lost(
+    tmp_path: Path,
+) -> None:
+    """The negative claim "no f is destructive" reports the smallest harm it could detect:
+    where no f changes an answer (zero-variance deltas) that is z^2 / (n + z^2), about 1.9 pp
+    for 396 rows at one-sided 2.5% and 80% power, not zero. Twenty rows lost by each f turn
+    it red."""
+    from claims.test_91_beyond_the_paper_last_token import (
+        test_last_token_injection_is_not_destructive as claim,
+    )
+
+    held, _, numbers = _holds(claim, _last_token_source(tmp_path, gained=0, lost=0))
+    z = 1.959964 + 0.841621
+    assert held, numbers
+    assert numbers["detectable"] == pytest.approx(z * z / (_N_ROWS + z * z), rel=1e-5)
+    held, why, _ = _holds(claim, _last_token_source(tmp_path, gained=0, lost=20))
+    assert not held and "smallest detectable harm" in why, why

@@ -77,3 +77,40 @@ def test_tost_supports_equivalence_only_for_small_deltas() -> None:
     assert tost_paired([0.5] * 10, -0.02, 0.02) == 1.0
     with pytest.raises(ValueError):
         tost_paired([0.0, 1.0], 0.1, -0.1)
+
+
+def test_holm_matches_the_step_down_definition() -> None:
+    from harness.analysis.stats import holm
+
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, 2 x 0.03, max(0.06, 1 x 0.04): given order kept
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    # Holm rejects more than Bonferroni where the second p-value is between alpha/3, alpha/2
+    adjusted = holm([0.001, 0.02, 0.5])
+    assert adjusted[1] == pytest.approx(0.04) and 3 * 0.02 > 0.05
+    with pytest.raises(ValueError, match="at least one"):
+        holm([])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.1, 1.5])
+
+
+def test_bootstrap_p_agrees_with_the_ci_from_the_same_draws() -> None:
+    from harness.analysis.stats import percentile_bootstrap_p
+
+    rng = np.random.default_rng(11)
+    for gain in (0.0, 0.02, 0.05):
+        x = rng.choice([-1.0, 0.0, 1.0], p=[0.05, 0.9 - gain, 0.05 + gain], size=396)
+        p = percentile_bootstrap_p(x, alternative="greater", resamples=2000, seed=5)
+        for level in (0.9, 0.95, 0.99):
+            low, _ = percentile_bootstrap_ci(x, resamples=2000, confidence=level, seed=5)
+            tail = (1 - level) / 2
+            if abs(p - tail) > 2 / 2000:  # away from the interpolation boundary
+                assert (low > 0) == (p < tail), (gain, level, low, p)
+        two = percentile_bootstrap_p(x, resamples=2000, seed=5)
+        less = percentile_bootstrap_p(x, alternative="less", resamples=2000, seed=5)
+        assert two == pytest.approx(min(1.0, 2 * min(p, less)))
+    assert percentile_bootstrap_p([0.0] * 50, alternative="greater", resamples=100) == 1.0
+    assert percentile_bootstrap_p([1.0] * 50, alternative="greater", resamples=100) == 0.0
+    with pytest.raises(ValueError, match="alternative"):
+        percentile_bootstrap_p([1.0], alternative="bigger")

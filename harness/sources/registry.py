@@ -124,10 +124,12 @@ def weights_problem(protocol: Protocol) -> str | None:
                 continue
         missing.append(model)
     if missing:
+        rev = protocol.models.revision
+        at, flag = ("", "") if rev == "main" else (f" at revision {rev}", f" --revision {rev}")
         return (
-            f"weights not found: {', '.join(missing)} (not a local folder, not in the Hugging "
-            "Face cache); download them where a hub is reachable (huggingface-cli download "
-            f"{' '.join(missing)}), or set HF_HOME to a cache that holds them"
+            f"weights not found: {', '.join(missing)}{at} (not a local folder, not in the "
+            "Hugging Face cache); download them where a hub is reachable (huggingface-cli "
+            f"download {' '.join(missing)}{flag}), or set HF_HOME to a cache that holds them"
         )
     try:
         import harness.run.runner  # noqa: F401
