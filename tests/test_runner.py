@@ -490,5 +490,12 @@ def test_explicit_layers_pick_the_blocks_and_leave_default_protocols_unchanged(
         "gpt_neox.layers.4",
     )
     edit_protocol(explicit, {"models": {"sender_layer": 3}})
-    with pytest.raises(HarnessError, match=r"models\.sender_layer = 3, but .* has 3 blocks"):
+    # a local folder: refused when the protocol loads, naming the folder's block count
+    with pytest.raises(HarnessError, match=r"models\.sender_layer = 3: .*sender has 3 blocks"):
         run_protocol(str(explicit), tmp_path / "c", **kw)
+    # a hub model (no config.json to read beforehand): refused when its block resolves
+    from harness.model.models import resolve_block
+    from tests.model_fixtures import tiny_model
+
+    with pytest.raises(HarnessError, match=r"models\.receiver_layer = 6, but .* has 6 blocks"):
+        resolve_block(tiny_model(2, hidden=48, layers=6), 0.67, 6, key="receiver_layer")
