@@ -34,6 +34,7 @@ __all__ = [
     "tiny_overrides",
     "toml_text",
     "write_protocol",
+    "write_tiny_depth_sweep",
     "write_tiny_protocol",
 ]
 
@@ -361,4 +362,21 @@ def make_protocol(
         text = path.read_text(encoding="utf-8")
         assert edit[0] in text
         path.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+    return path
+
+
+def write_tiny_depth_sweep(directory: Path, name: str, *, seeds: tuple[int, ...]) -> Path:
+    """A two-point sweep (relative depth 0.5 and 0.67) over the tiny pair built in
+    ``directory / "pair"`` (no strict or appendix conditions); returns the sweep's path."""
+    proto = build_tiny_experiment(
+        directory / "pair",
+        seeds=seeds,
+        overrides={"run": {"strict_conditions": [], "appendix_conditions": []}},
+    )
+    path = directory / "depth.toml"
+    path.write_text(
+        f'[sweep]\nname = "{name}"\ndescription = "tiny pair at two depths"\nbase = "{proto}"\n'
+        '[[axis]]\nkey = "models.relative_depth"\nvalues = [0.5, 0.67]\n',
+        encoding="utf-8",
+    )
     return path

@@ -13,23 +13,13 @@ import pytest
 from harness.cli import main
 from harness.spec.jobs import GROUPS, jobs
 from harness.spec.sweep import load_sweep
-from tests.model_fixtures import build_tiny_experiment
+from tests.model_fixtures import write_tiny_depth_sweep
 
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("sweep_engine")
-    proto = build_tiny_experiment(
-        d / "pair",
-        seeds=(42, 123),
-        overrides={"run": {"strict_conditions": [], "appendix_conditions": []}},
-    )
-    path = d / "depth.toml"
-    path.write_text(
-        f'[sweep]\nname = "enginedepth"\ndescription = "t"\nbase = "{proto}"\n'
-        '[[axis]]\nkey = "models.relative_depth"\nvalues = [0.5, 0.67]\n',
-        encoding="utf-8",
-    )
+    path = write_tiny_depth_sweep(d, "enginedepth", seeds=(42, 123))
     return path
 
 

@@ -28,7 +28,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
 
 from tests.helpers import ROOT  # noqa: E402
-from tests.model_fixtures import build_tiny_experiment  # noqa: E402
+from tests.model_fixtures import write_tiny_depth_sweep  # noqa: E402
 
 PYTHON = sys.executable
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -135,17 +135,7 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny two-point sweep (two depths of a tiny pair) and its local run, in a cache of
     its own."""
     d = tmp_path_factory.mktemp("sweep_ray")
-    proto = build_tiny_experiment(
-        d / "pair",
-        seeds=SEEDS,
-        overrides={"run": {"strict_conditions": [], "appendix_conditions": []}},
-    )
-    sweep = d / "depth.toml"
-    sweep.write_text(
-        f'[sweep]\nname = "raydepth"\ndescription = "tiny pair at two depths"\nbase = "{proto}"\n'
-        '[[axis]]\nkey = "models.relative_depth"\nvalues = [0.5, 0.67]\n',
-        encoding="utf-8",
-    )
+    sweep = write_tiny_depth_sweep(d, "raydepth", seeds=SEEDS)
     local = d / "cache-local"
     r = _sweep_run(sweep, local, d / "events-local.jsonl", "--engine", "local")
     assert r.returncode == 0, r.stdout + r.stderr
